@@ -1,0 +1,1 @@
+"""titans-dna: Titans long-context DNA language models (neural memory, attention, persistent memory)."""
