@@ -16,7 +16,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/titans-dna tokenize ../shared/data/genomes/lambda_phage.fa.gz -o results/demo/lambda_phage.tokens.h5
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflows/profiles/local
+
+# A real one-node SLURM cluster on this machine (installs slurm-wlm and munge; needs root).
+cluster-test: $(STAMP)
+	BIN=$(abspath $(BIN)) bash workflows/cluster/slurm-test.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,28 @@
+# titans-dna workflow: fetch inputs, tokenize, pretrain, fine-tune, embed, report.
+# `snakemake --cores 2` in the repository root runs the demo (workflows/config/config.yaml);
+# `--configfile FILE` runs your own configuration, `--workflow-profile workflows/profiles/slurm`
+# a cluster. Every rule is one `titans-dna` command, so each step can also be run by hand.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "workflows/config/config.yaml"
+
+
+validate(config, "workflows/config/config.schema.yaml")
+
+
+include: "workflows/rules/common.smk"
+include: "workflows/rules/inputs.smk"
+include: "workflows/rules/tokenize.smk"
+include: "workflows/rules/pretrain.smk"
+include: "workflows/rules/finetune.smk"
+include: "workflows/rules/embed.smk"
+include: "workflows/rules/report.smk"
+
+
+rule all:
+    input:
+        REPORT,
+    default_target: True

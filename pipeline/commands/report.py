@@ -1,0 +1,50 @@
+"""Write the run report: one self-contained HTML file.
+
+It holds the pretraining loss and bits-per-base curves, the fine-tuning metrics beside a k-mer
+baseline and published DNABERT-2 numbers, a PCA map of window embeddings along the genome, and
+the provenance (configuration, package versions, sha256 of inputs and checkpoint). Figures are
+embedded as PNG, so the file can be mailed or archived on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "write the HTML run report (curves, metrics table, embedding map, provenance)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pretrain", type=Path, metavar="DIR", help="output folder of pretrain")
+    parser.add_argument(
+        "--finetune",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="output folders of finetune, one per task (the folder name is the task name)",
+    )
+    parser.add_argument(
+        "--embeddings", type=Path, nargs="+", default=[], metavar="H5", help="embed outputs"
+    )
+    parser.add_argument("--config", type=Path, help="workflow configuration to record")
+    parser.add_argument(
+        "--inputs", type=Path, nargs="+", default=[], metavar="FILE", help="input files to checksum"
+    )
+    parser.add_argument("--title", default="titans-dna run report", help="report title")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="output HTML file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.report import ReportInputs, write_report
+
+    spec = ReportInputs(
+        pretrain=args.pretrain,
+        finetune=args.finetune,
+        embeddings=args.embeddings,
+        config=args.config,
+        inputs=args.inputs,
+        title=args.title,
+    )
+    write_report(spec, args.out)
+    return 0

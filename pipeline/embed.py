@@ -1,0 +1,174 @@
+"""Sequence embeddings from a Titans LM: pooled (and optionally per-token) hidden states.
+
+Sequences of any length stream through the model's recurrent state in pieces (a multiple of the
+model's streaming unit), and pooling accumulates online, so memory depends on the piece length and
+batch size, never on the sequence length; the result equals one pass over the whole sequence.
+Inputs are read in blocks of bounded size, batched by length inside a block, and written in input
+order to the HDF5 layout of `pipeline.embed_store`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.batching import inference_batches, pad_batch, reverse_complement
+from pipeline.classify import BATCH_TOKENS, MAX_BATCH, stream_piece_len
+from pipeline.embed_store import EmbeddingWriter
+from pipeline.inputs import SequenceItem
+from pipeline.progress import Progress
+from titans_dna.models.lm import TitansLM
+from titans_dna.models.pooling import SequencePooling
+
+log = logging.getLogger("titans_dna")
+EMBED_POOLINGS = ("mean", "last", "max")
+# A block (the unit of reading, sorting by length and writing) holds at most this many tokens
+# or items; a single longer sequence forms a block of its own and streams in pieces.
+BLOCK_TOKENS = 1 << 22
+BLOCK_ITEMS = 8192
+
+# Per-token output callback: (piece start, hidden [B, t, D] float32, reverse-complement strand).
+TokenSink = Callable[[int, np.ndarray, bool], None]
+
+
+class Embedder:
+    """Pooled embeddings [N, d_model] of token-id arrays, streamed in pieces of `piece_len`."""
+
+    def __init__(
+        self,
+        lm: TitansLM,
+        device: torch.device,
+        *,
+        pooling: str = "mean",
+        piece_len: int | None = None,
+        rc_average: bool = False,
+        batch_tokens: int = BATCH_TOKENS,
+        max_batch: int = MAX_BATCH,
+    ):
+        if pooling not in EMBED_POOLINGS:
+            raise ValueError(f"pooling must be one of {EMBED_POOLINGS}, got {pooling!r}")
+        multiple = lm.config.stream_multiple
+        if piece_len is not None and (piece_len < 1 or piece_len % multiple):
+            raise ValueError(f"piece length {piece_len} is not a multiple of {multiple}")
+        self.lm, self.device, self.pooling_kind = lm.eval(), device, pooling
+        self.pool = SequencePooling(pooling, lm.config.d_model)
+        self.piece_len = piece_len or stream_piece_len(multiple)
+        self.rc_average, self.batch_tokens, self.max_batch = rc_average, batch_tokens, max_batch
+
+    @property
+    def dim(self) -> int:
+        return self.lm.config.d_model
+
+    def pooled(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
+        """Pooled embeddings float32 [N, D] of `sequences` (batched by length internally)."""
+        out = np.zeros((len(sequences), self.dim), dtype=np.float32)
+        for batch in self.batches(np.array([len(s) for s in sequences], dtype=np.int64)):
+            out[batch] = self.embed_batch([sequences[i] for i in batch])
+        return out
+
+    def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
+        return inference_batches(lengths, self.batch_tokens, self.max_batch, self.piece_len)
+
+    @torch.no_grad()
+    def embed_batch(
+        self, sequences: list[np.ndarray], token_sink: TokenSink | None = None
+    ) -> np.ndarray:
+        """Pooled float32 [B, D]; hidden states of every piece go to `token_sink` when given."""
+        pooled = self._strand(sequences, token_sink, reverse=False)
+        if self.rc_average:
+            rc = [reverse_complement(s) for s in sequences]
+            pooled = (pooled + self._strand(rc, token_sink, reverse=True)) / 2
+        return pooled
+
+    def _strand(
+        self, sequences: list[np.ndarray], token_sink: TokenSink | None, reverse: bool
+    ) -> np.ndarray:
+        longest = max(len(s) for s in sequences)
+        acc, state = None, None
+        for start in range(0, longest, self.piece_len):
+            tokens, mask = pad_batch(sequences, start, min(start + self.piece_len, longest))
+            with torch.autocast(
+                self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
+            ):
+                _, hidden, state = self.lm(tokens.to(self.device), state)
+            hidden = hidden.float()
+            if acc is None:
+                acc = self.pool.start(hidden.shape[0], hidden.device, hidden.dtype)
+            self.pool.update(acc, hidden, mask.to(self.device))
+            if token_sink is not None:
+                token_sink(start, hidden.cpu().numpy(), reverse)
+        return self.pool.finish(acc).cpu().numpy()
+
+
+def embed_items(items: Iterator[SequenceItem], writer: EmbeddingWriter, embedder: Embedder) -> int:
+    """Embed every item into `writer`, in input order; return the number of items."""
+    total = 0
+    progress = Progress(None, "embed", "bp")
+    for block in _blocks(items):
+        lengths = np.array([len(item.tokens) for item in block], dtype=np.int64)
+        offsets = writer.reserve_tokens(lengths)
+        pooled = np.zeros((len(block), embedder.dim), dtype=np.float32)
+        for batch in embedder.batches(lengths):
+            sink = writer.token_sink(offsets[batch], lengths[batch]) if writer.per_token else None
+            pooled[batch] = embedder.embed_batch([block[i].tokens for i in batch], sink)
+            progress.update(int(lengths[batch].sum()))
+        writer.append(block, pooled)
+        total += len(block)
+    progress.close(sequences=total)
+    return total
+
+
+def _blocks(items: Iterator[SequenceItem]) -> Iterator[list[SequenceItem]]:
+    block, tokens = [], 0
+    for item in items:
+        if block and (tokens + len(item.tokens) > BLOCK_TOKENS or len(block) >= BLOCK_ITEMS):
+            yield block
+            block, tokens = [], 0
+        block.append(item)
+        tokens += len(item.tokens)
+    if block:
+        yield block
+
+
+def embed_file(
+    input_path: str | Path,
+    out: str | Path,
+    embedder: Embedder,
+    *,
+    attrs: dict,
+    reference: str | Path | None = None,
+    genome: str | Path | None = None,
+    window: int | None = None,
+    stride: int | None = None,
+    dtype: str = "float32",
+    per_token: bool = False,
+    invalid: str = "error",
+) -> int:
+    """Embed every record (or window) of `input_path` into the HDF5 file `out`, atomically."""
+    import h5py
+
+    from pipeline.atomic import atomic_file, check_output_parent
+    from pipeline.inputs import read_items, windows
+
+    check_output_parent(out)
+    items = read_items(input_path, reference=reference, genome=genome, invalid=invalid)
+    if window is not None:
+        items = windows(items, window, stride or window)
+    # The HDF5 file is closed before atomic_file renames it into place.
+    with atomic_file(out) as tmp, h5py.File(tmp, "w") as handle:
+        writer = EmbeddingWriter(
+            handle,
+            embedder.dim,
+            dtype=dtype,
+            per_token=per_token,
+            windowed=window is not None,
+            attrs=attrs,
+        )
+        count = embed_items(items, writer, embedder)
+        writer.finish()
+    log.info("wrote %d embeddings to %s", count, out)
+    return count

@@ -1,0 +1,295 @@
+"""Fine-tuning a sequence classifier on a labelled task, with model selection on dev.
+
+Training: AdamW (no weight decay on biases, norms and embeddings), gradient clipping, linear
+warmup then cosine (or linear) decay, length-bucketed batches, reverse-complement augmentation.
+The schedule runs on progress = max(step / planned steps, elapsed / budget), so with a wall-clock
+budget the learning rate still decays to zero by the end of the budget. Dev is scored (MCC, on
+strand-averaged probabilities) after every epoch and, under a budget, every tenth of it; the best
+dev MCC selects the saved model and `patience` evaluations without improvement stop training.
+Test is scored once, with the selected model, and never used for any choice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.batching import augment_reverse_complement, pad_batch, training_batches
+from pipeline.classify import predict_proba
+from pipeline.metrics import classification_metrics
+from pipeline.progress import Progress
+from pipeline.tasks import LabelledSplit, Task
+from titans_dna.models.classifier import (
+    TitansForSequenceClassification,
+    count_trainable,
+    freeze_backbone,
+)
+
+log = logging.getLogger("titans_dna")
+SCHEDULES = ("cosine", "linear")
+EVALS_PER_BUDGET = 10
+
+
+@dataclass
+class FinetuneOptions:
+    """Training hyper-parameters (CLI flags of `titans-dna finetune`)."""
+
+    epochs: int = 10
+    max_minutes: float | None = None
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.05
+    schedule: str = "cosine"
+    grad_clip: float = 1.0
+    rc_augment: bool = True
+    rc_average: bool = True
+    freeze_backbone: bool = False
+    patience: int = 4
+    seed: int = 0
+
+
+@dataclass
+class EvalRecord:
+    step: int
+    epoch: float
+    elapsed: float
+    train_loss: float
+    dev: dict[str, float | None] = field(default_factory=dict)
+
+
+class _Run:
+    """The mutable state of one fine-tuning run: model, optimiser, best weights, history."""
+
+    def __init__(
+        self,
+        model: TitansForSequenceClassification,
+        task: Task,
+        options: FinetuneOptions,
+        device: torch.device,
+    ):
+        self.model, self.task, self.options, self.device = model, task, options, device
+        self.rng = np.random.default_rng(options.seed)
+        self.optimizer = torch.optim.AdamW(
+            _param_groups(model, options.weight_decay), lr=options.lr, betas=(0.9, 0.98)
+        )
+        batches_per_epoch = math.ceil(len(task.train) / options.batch_size)
+        self.planned_steps = max(1, options.epochs * batches_per_epoch)
+        self.budget = options.max_minutes * 60 if options.max_minutes else None
+        self.step, self.epoch, self.start = 0, 0.0, time.monotonic()
+        self.best_mcc, self.best_state, self.best_record = -math.inf, None, None
+        self.stale, self.history = 0, []
+        self.stop_reason: str | None = None
+        self.loss_sum, self.loss_count = 0.0, 0
+        self.last_eval_time = self.start
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def progress(self) -> float:
+        fraction = self.step / self.planned_steps
+        if self.budget:
+            fraction = max(fraction, self.elapsed() / self.budget)
+        return min(fraction, 1.0)
+
+    def learning_rate(self) -> float:
+        return self.options.lr * lr_factor(
+            self.progress(), self.options.warmup, self.options.schedule
+        )
+
+
+def lr_factor(progress: float, warmup: float, schedule: str) -> float:
+    """Multiplier of the peak learning rate at `progress` in [0, 1]: linear warmup, then decay."""
+    if progress < warmup:
+        return max(progress / warmup, 1e-3)
+    rest = (progress - warmup) / max(1.0 - warmup, 1e-9)
+    if schedule == "linear":
+        return max(1.0 - rest, 0.0)
+    return 0.5 * (1.0 + math.cos(math.pi * min(rest, 1.0)))
+
+
+def finetune(
+    model: TitansForSequenceClassification,
+    task: Task,
+    options: FinetuneOptions,
+    device: torch.device,
+) -> dict:
+    """Train `model` in place (left holding the best-dev weights); return the metrics dict."""
+    if options.schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {options.schedule!r}")
+    torch.manual_seed(options.seed)
+    if options.freeze_backbone:
+        freeze_backbone(model)
+    model.to(device)
+    run = _Run(model, task, options, device)
+    log.info(
+        "fine-tuning %s trainable parameters on %d examples (%d dev) for up to %d steps%s",
+        f"{count_trainable(model):,}",
+        len(task.train),
+        len(task.dev),
+        run.planned_steps,
+        f" or {options.max_minutes:g} min" if options.max_minutes else "",
+    )
+    _train(run)
+    model.load_state_dict(run.best_state)
+    model.eval()
+    test = None
+    if task.test is not None:
+        test = _score(model, task.test, options, device)
+    return {
+        "dev": run.best_record.dev,
+        "test": test,
+        "wall_seconds": round(run.elapsed(), 2),
+        "train_examples": len(task.train),
+        "dev_examples": len(task.dev),
+        "test_examples": len(task.test) if task.test is not None else 0,
+        "dev_source": task.dev.source,
+        "best_step": run.best_record.step,
+        "best_epoch": round(run.best_record.epoch, 3),
+        "steps": run.step,
+        "epochs_completed": round(run.epoch, 3),
+        "stopped_by": run.stop_reason,
+        "trainable_parameters": count_trainable(model),
+        "options": asdict(options),
+        "history": [asdict(r) for r in run.history],
+    }
+
+
+def _train(run: _Run) -> None:
+    options, train = run.options, run.task.train
+    lengths = np.array([len(s) for s in train.sequences], dtype=np.int64)
+    progress = Progress(run.planned_steps, "fine-tune", "step")
+    epochs_done = 0
+    while run.stop_reason is None:
+        batches = training_batches(lengths, options.batch_size, run.rng)
+        for i, batch in enumerate(batches):
+            loss = _train_step(run, train, batch)
+            run.epoch = epochs_done + (i + 1) / len(batches)
+            progress.update(1, loss=f"{loss:.4f}", lr=f"{run.learning_rate():.2e}")
+            if _budget_spent(run):
+                run.stop_reason = "budget"
+                break
+            if _interim_eval_due(run):
+                _evaluate(run)
+                if run.stop_reason:
+                    break
+        else:
+            epochs_done += 1
+            _evaluate(run)
+            if run.stop_reason is None and epochs_done >= options.epochs:
+                run.stop_reason = "epochs"
+    if not run.history or run.history[-1].step != run.step:
+        _evaluate(run)
+    progress.close(best_dev_mcc=f"{run.best_mcc:.4f}", stopped_by=run.stop_reason)
+
+
+def _train_step(run: _Run, train: LabelledSplit, batch: np.ndarray) -> float:
+    model, options, device = run.model, run.options, run.device
+    model.train()
+    sequences = [train.sequences[i] for i in batch]
+    if options.rc_augment:
+        sequences = augment_reverse_complement(sequences, run.rng)
+    tokens, mask = pad_batch(sequences)
+    labels = torch.from_numpy(train.labels[batch]).to(device)
+    for group in run.optimizer.param_groups:
+        group["lr"] = run.learning_rate()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        logits = model(tokens.to(device), mask.to(device))
+    loss = nn.functional.cross_entropy(logits.float(), labels)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite training loss at step {run.step}")
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+    run.optimizer.step()
+    run.step += 1
+    run.loss_sum += loss.item()
+    run.loss_count += 1
+    return loss.item()
+
+
+def _budget_spent(run: _Run) -> bool:
+    return run.budget is not None and run.elapsed() >= run.budget
+
+
+def _interim_eval_due(run: _Run) -> bool:
+    """Under a budget, evaluate every tenth of it (epochs may be longer than the budget)."""
+    if run.budget is None:
+        return False
+    return time.monotonic() - run.last_eval_time >= run.budget / EVALS_PER_BUDGET
+
+
+def _evaluate(run: _Run) -> None:
+    """Score dev and keep the weights if best; `patience` stale evaluations stop training."""
+    dev = _score(run.model, run.task.dev, run.options, run.device)
+    loss = run.loss_sum / max(run.loss_count, 1)
+    run.loss_sum, run.loss_count = 0.0, 0
+    record = EvalRecord(run.step, round(run.epoch, 3), round(run.elapsed(), 2), round(loss, 5), dev)
+    run.history.append(record)
+    run.last_eval_time = time.monotonic()
+    log.info(
+        "step %d epoch %.2f: train loss %.4f, dev mcc %.4f auroc %s",
+        record.step,
+        record.epoch,
+        loss,
+        dev["mcc"],
+        "n/a" if dev["auroc"] is None else f"{dev['auroc']:.4f}",
+    )
+    if dev["mcc"] > run.best_mcc:
+        run.best_mcc, run.best_record, run.stale = dev["mcc"], record, 0
+        run.best_state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+        return
+    run.stale += 1
+    if run.stale >= run.options.patience and run.stop_reason is None:
+        run.stop_reason = "early_stopping"
+
+
+def _score(
+    model: TitansForSequenceClassification,
+    split: LabelledSplit,
+    options: FinetuneOptions,
+    device: torch.device,
+) -> dict[str, float | None]:
+    probabilities = predict_proba(
+        model, split.sequences, device=device, rc_average=options.rc_average
+    )
+    return {k: _round(v) for k, v in classification_metrics(split.labels, probabilities).items()}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only: biases, norm scales, embeddings and gates are exempt."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        exempt = parameter.ndim < 2 or "embed" in name or "norm" in name
+        (no_decay if exempt else decay).append(parameter)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def save_outputs(
+    out_tmp: Path, model: TitansForSequenceClassification, task: Task, metrics: dict
+) -> None:
+    """Write model/, label_map.json and metrics.json into the (temporary) output folder."""
+    import json
+
+    from titans_dna.tokenizer import DNATokenizer
+
+    model_dir = model.save_pretrained(out_tmp / "model")
+    DNATokenizer().save(model_dir / "tokenizer.json")
+    (out_tmp / "label_map.json").write_text(json.dumps(task.label_map(), indent=2) + "\n")
+    (out_tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

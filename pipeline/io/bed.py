@@ -1,0 +1,92 @@
+"""BED intervals cut from an indexed genome, strand-aware.
+
+BED coordinates are 0-based and half-open. Column 6, when present, is the strand: `-` gives
+the reverse complement of the interval (IUPAC codes complemented, case kept). Each record is
+named `chrom:start-end(strand)`. Header lines (`#`, `track`, `browser`) and blank lines are
+skipped; every other line must be a valid interval inside its contig.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import input_error
+from pipeline.io.detect import check_readable, open_text
+from pipeline.io.fastx import open_indexed_fasta
+from pipeline.io.records import SequenceRecord, checked_records
+
+_COMPLEMENT = bytes.maketrans(b"ACGTRYSWKMBDHVNacgtryswkmbdhvn", b"TGCAYRSWMKVHDBNtgcayrswmkvhdbn")
+_HEADER_PREFIXES = ("#", "track", "browser")
+
+
+@dataclass(frozen=True)
+class BedInterval:
+    """One BED line: contig, 0-based half-open [start, end), strand, and its line number."""
+
+    chrom: str
+    start: int
+    end: int
+    strand: str
+    line: int
+
+
+def read_bed_intervals(bed: str | Path) -> Iterator[BedInterval]:
+    """Intervals of a BED file (plain or gzip) in file order."""
+    bed = check_readable(bed)
+    with open_text(bed) as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip() and not line.startswith(_HEADER_PREFIXES):
+                yield _parse_line(bed, number, line)
+
+
+def _parse_line(bed: Path, number: int, line: str) -> BedInterval:
+    fields = line.rstrip("\n").split("\t") if "\t" in line else line.split()
+    if len(fields) < 3:
+        raise input_error(bed, f"line {number}: expected at least 3 columns: chrom start end")
+    chrom, start_text, end_text = (field.strip() for field in fields[:3])
+    if not (start_text.isdigit() and end_text.isdigit()):
+        raise input_error(bed, f"line {number}: start and end must be non-negative integers")
+    start, end = int(start_text), int(end_text)
+    if start > end:
+        raise input_error(bed, f"line {number}: start {start} is after end {end}")
+    strand = fields[5].strip() if len(fields) >= 6 else "."
+    if strand not in ("+", "-", "."):
+        raise input_error(bed, f"line {number}: strand must be +, - or ., got {strand!r}")
+    return BedInterval(chrom, start, end, "-" if strand == "-" else "+", number)
+
+
+def reverse_complement_bytes(sequence: bytes) -> bytes:
+    """Reverse complement of nucleotide text; IUPAC codes complemented, case kept."""
+    return sequence.translate(_COMPLEMENT)[::-1]
+
+
+def read_bed_sequences(bed: str | Path, genome: str | Path) -> Iterator[SequenceRecord]:
+    """Sequences of the BED intervals, cut from `genome` (FASTA, indexed or indexable)."""
+    bed = check_readable(bed)
+    return checked_records(_cut(bed, Path(genome)), bed, "intervals")
+
+
+def _cut(bed: Path, genome: Path) -> Iterator[SequenceRecord]:
+    with open_indexed_fasta(genome) as fasta:
+        lengths = dict(zip(fasta.references, fasta.lengths, strict=True))
+        for interval in read_bed_intervals(bed):
+            _check_inside(bed, genome, interval, lengths)
+            sequence = fasta.fetch(interval.chrom, interval.start, interval.end).encode("utf-8")
+            if interval.strand == "-":
+                sequence = reverse_complement_bytes(sequence)
+            name = f"{interval.chrom}:{interval.start}-{interval.end}({interval.strand})"
+            yield SequenceRecord(name, sequence)
+
+
+def _check_inside(bed: Path, genome: Path, interval: BedInterval, lengths: dict[str, int]) -> None:
+    where = f"line {interval.line}: {interval.chrom}:{interval.start}-{interval.end}"
+    if interval.chrom not in lengths:
+        raise input_error(bed, f"{where}: contig {interval.chrom!r} is not in {genome}")
+    if interval.end > lengths[interval.chrom]:
+        raise input_error(
+            bed,
+            f"{where} ends past the end of {interval.chrom} "
+            f"({lengths[interval.chrom]} bp in {genome})",
+        )

@@ -1,0 +1,111 @@
+"""Model checkpoints and devices for the pipeline commands, with one-line user errors.
+
+A checkpoint argument may name the checkpoint folder itself (config.json inside) or a pretrain /
+finetune output folder holding it under `model/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import torch
+
+from pipeline.errors import PipelineError, input_error
+from titans_dna.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError
+from titans_dna.models.classifier import (
+    MODEL_TYPE as CLASSIFIER_TYPE,
+)
+from titans_dna.models.classifier import (
+    TitansForSequenceClassification,
+    checkpoint_model_type,
+)
+from titans_dna.models.config import TitansConfig
+from titans_dna.models.lm import TitansLM
+
+log = logging.getLogger("titans_dna")
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` (CUDA when present, else CPU), `cpu`, `cuda` or `cuda:N`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise PipelineError(
+            f"--device {name}: not a device (use auto, cpu, cuda or cuda:N)"
+        ) from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PipelineError(f"--device {name}: no CUDA device is available (use --device cpu)")
+    return device
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """The checkpoint folder named by `path` (itself, or its `model/` subfolder)."""
+    path = Path(path)
+    if not path.exists():
+        raise input_error(path, "checkpoint not found")
+    if not (path / CONFIG_FILE).is_file() and (path / "model" / CONFIG_FILE).is_file():
+        return path / "model"
+    return path
+
+
+def weights_sha256(directory: Path) -> str:
+    """sha256 of the checkpoint's weights file (identifies the exact model)."""
+    digest = hashlib.sha256()
+    with open(directory / WEIGHTS_FILE, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_backbone(path: str | Path, device: torch.device) -> tuple[TitansLM, Path]:
+    """The TitansLM of a pretrained checkpoint, or the `.lm` of a fine-tuned classifier."""
+    directory = checkpoint_dir(path)
+    try:
+        if checkpoint_model_type(directory) == CLASSIFIER_TYPE:
+            log.info("%s is a fine-tuned classifier; using its language model", directory)
+            lm = TitansForSequenceClassification.from_pretrained(directory).lm
+        else:
+            lm = TitansLM.from_pretrained(directory)
+    except CheckpointError as err:
+        raise PipelineError(str(err)) from None
+    return lm.to(device).eval(), directory
+
+
+def load_classifier(
+    path: str | Path, device: torch.device
+) -> tuple[TitansForSequenceClassification, Path]:
+    """A fine-tuned classifier (checkpoint folder or finetune --out folder)."""
+    directory = checkpoint_dir(path)
+    try:
+        model = TitansForSequenceClassification.from_pretrained(directory)
+    except CheckpointError as err:
+        raise PipelineError(str(err)) from None
+    return model.to(device).eval(), directory
+
+
+def new_classifier(
+    checkpoint: str,
+    *,
+    num_labels: int,
+    pooling: str,
+    label_names: list[str],
+    preset: str,
+) -> TitansForSequenceClassification:
+    """A classifier on a pretrained backbone, or from scratch (`checkpoint == "none"`)."""
+    if checkpoint == "none":
+        try:
+            config = TitansConfig.preset(preset)
+        except ValueError as err:
+            raise PipelineError(f"--preset {preset}: {err}") from None
+        return TitansForSequenceClassification(config, num_labels, pooling, label_names=label_names)
+    directory = checkpoint_dir(checkpoint)
+    try:
+        return TitansForSequenceClassification.from_pretrained_backbone(
+            directory, num_labels, pooling, label_names=label_names
+        )
+    except CheckpointError as err:
+        raise PipelineError(str(err)) from None

@@ -1,0 +1,468 @@
+"""The pretraining loop: weighted next-nucleotide cross-entropy, AdamW, checkpoints, evaluation.
+
+One optimizer step sees a global batch of windows (`train.batch_size` at the final context, more
+at shorter warmup contexts), split over ranks and `grad_accum` micro-batches. The loss is the sum
+of weighted token losses divided by the step's total weight over all ranks, so the gradient is
+the same however the batch is split (DDP averages gradients over ranks, hence the factor
+world_size). bfloat16 autocast runs on CUDA only; the CPU computes in float32.
+
+Held-out evaluation scores every A/C/G/T target with weight 1 (soft-masked or not):
+val_loss = mean NLL in nats, bits per base = val_loss / ln 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from pipeline.atomic import atomic_dir, atomic_file, check_output_parent
+from pipeline.errors import PipelineError
+from pipeline.pretrain import checkpoint as ckpt
+from pipeline.pretrain import distributed as dist
+from pipeline.pretrain.config import PretrainConfig, save_config
+from pipeline.pretrain.data import Batch, Corpus, Piece
+from pipeline.pretrain.markov import MarkovCounts, MarkovResult, evaluate_markov
+from pipeline.pretrain.metrics import CURVES, MetricsLog, plot_curves
+from pipeline.pretrain.schedule import lr_factor, stage
+from pipeline.progress import Progress
+from titans_dna.models.checkpoint import load_weights
+from titans_dna.models.lm import TitansLM
+from titans_dna.tokenizer import A_ID, T_ID, DNATokenizer
+
+log = logging.getLogger("titans_dna")
+
+
+@dataclass
+class Counters:
+    """Progress that a checkpoint carries over: steps, tokens, time, the open log interval."""
+
+    step: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0  # forward/backward/optimizer time, all invocations
+    wall_seconds: float = 0.0  # whole-run time of earlier invocations
+    interval_nll: float = 0.0  # weighted loss summed since the last metrics row
+    interval_weight: float = 0.0
+    interval_seconds: float = 0.0
+    interval_tokens: int = 0
+
+
+class Trainer:
+    """Builds everything from the configuration and runs (or resumes) pretraining into `out`."""
+
+    def __init__(self, config: PretrainConfig, out: Path, ctx: dist.DistContext, resume: str):
+        self.config, self.out, self.ctx = config, out, ctx
+        self.started = time.monotonic()
+        self.stop_signal = False
+        self.model_config = config.model_config()
+        self.corpus = Corpus(config.data, seed=config.seed)
+        self.corpus.check_context(config.train.context)
+        self._check_batch_split()
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        self.model = TitansLM(self.model_config).to(ctx.device)
+        self.model.gradient_checkpointing = config.train.activation_checkpointing
+        self.optimizer = _adamw(self.model, config)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, config.optim, config.train.max_steps)
+        )
+        torch.manual_seed(config.seed + 1 + ctx.rank)  # dropout differs across ranks
+        self.counters = Counters()
+        self.grad_norm: float | None = None
+        resumed = self._resume(resume)
+        self.ddp: nn.Module = (
+            DistributedDataParallel(self.model, device_ids=_device_ids(ctx))
+            if ctx.distributed
+            else self.model
+        )
+        self.metrics = MetricsLog(out, resume_step=resumed) if ctx.is_main else None
+        self.val_windows = self.corpus.val_windows(config.train.context, config.eval.max_tokens)
+
+    def _check_batch_split(self) -> None:
+        t, world = self.config.train, self.ctx.world_size
+        if t.batch_size % (world * t.grad_accum):
+            raise PipelineError(
+                f"train.batch_size ({t.batch_size}) must be a multiple of world size ({world}) "
+                f"x train.grad_accum ({t.grad_accum})"
+            )
+
+    # ----- resume ------------------------------------------------------------------------------
+
+    def _resume(self, resume: str) -> int | None:
+        folder = ckpt.resolve_resume(self.out, resume) if self.ctx.is_main else None
+        folder = dist.broadcast_object(self.ctx, None if folder is None else str(folder))
+        if folder is None:
+            return None
+        folder = Path(folder)
+        ckpt.check_model_config(folder, self.model_config)
+        state = ckpt.load_training_state(folder)
+        load_weights(self.model, folder, map_location=str(self.ctx.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.counters = Counters(**state["counters"])
+        self._restore_sampler(state["sampler"], folder)
+        rngs = state["rng"]
+        if len(rngs) == self.ctx.world_size:
+            ckpt.set_rng_state(rngs[self.ctx.rank])
+        else:
+            log.warning(
+                "checkpoint has RNG states of %d ranks, now %d: dropout streams restart",
+                len(rngs),
+                self.ctx.world_size,
+            )
+        log.info("resumed from %s at step %d", folder, self.counters.step)
+        return self.counters.step
+
+    def _restore_sampler(self, sampler: dict[str, Any], folder: Path) -> None:
+        if sampler["seed"] != self.config.seed or sampler["layout"] != self._layout():
+            log.warning(
+                "%s: the data (stores, split or seed) changed since this checkpoint; "
+                "the window stream differs from the interrupted run",
+                folder,
+            )
+
+    def _layout(self) -> str:
+        tracks = [
+            (t.store, [(p.contig, p.start, p.end) for p in t.pieces]) for t in self.corpus.tracks
+        ]
+        return json.dumps([[str(p) for p in self.corpus.paths], tracks])
+
+    # ----- training ----------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any] | None:
+        """Train to train.max_steps (or the time budget); the summary, or None if stopped by
+        SIGTERM (after a checkpoint)."""
+        if self.ctx.is_main:
+            with atomic_file(self.out / "config.yaml") as tmp:
+                save_config(self.config, tmp)
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            reason = self._train()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if self.counters.step % self.config.checkpoint.every or reason == "sigterm":
+            self._checkpoint()
+        if reason == "sigterm":
+            return None
+        return self._finish(stopped_early=reason == "time")
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self.stop_signal = True
+
+    def _train(self) -> str:
+        """Run steps until done; returns why it stopped: "done", "time" or "sigterm"."""
+        t = self.config.train
+        todo = max(t.max_steps - self.counters.step, 0)
+        progress = Progress(todo, "pretrain", "step") if self.ctx.is_main else None
+        reason = "done"
+        while self.counters.step < t.max_steps:
+            stop = self._stop_request()
+            if stop:
+                reason = stop
+                break
+            loss = self._step()
+            if progress is not None:
+                progress.update(1, loss=f"{loss:.4f}")
+            self._after_step()
+        if progress is not None:
+            progress.close()
+        return reason
+
+    def _stop_request(self) -> str | None:
+        minutes = self.config.train.max_minutes
+        over = minutes is not None and time.monotonic() - self.started > 60 * minutes
+        flags = dist.all_reduce_sum(self.ctx, torch.tensor([float(self.stop_signal), float(over)]))
+        if flags[0] > 0:
+            log.warning("SIGTERM: writing a checkpoint and stopping")
+            return "sigterm"
+        if flags[1] > 0:
+            log.info("time budget of %s minutes reached at step %d", minutes, self.counters.step)
+            return "time"
+        return None
+
+    def _step(self) -> float:
+        """One optimizer step; returns its global weighted loss (nats per weighted target)."""
+        start = time.monotonic()
+        step = self.counters.step
+        context, batch_size = stage(step, self.config.train)
+        micro = self._micro_batches(step, context, batch_size)
+        local_weight = sum(float(b.weights.sum()) for b in micro)
+        total_weight = float(dist.all_reduce_sum(self.ctx, torch.tensor([local_weight]))[0])
+        scale = self.ctx.world_size / max(total_weight, 1.0)
+        self.ddp.train()
+        local_nll = 0.0
+        for k, batch in enumerate(micro):
+            sync = k == len(micro) - 1 or not self.ctx.distributed
+            with contextlib.nullcontext() if sync else self.ddp.no_sync():
+                nll = self._weighted_nll(batch)
+                (nll * scale).backward()
+            local_nll += float(nll.detach())
+        grad_norm = self._clip()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        nll_sum = float(dist.all_reduce_sum(self.ctx, torch.tensor([local_nll]))[0])
+        loss = nll_sum / max(total_weight, 1.0)
+        if not math.isfinite(loss):
+            raise PipelineError(
+                f"non-finite training loss at step {step + 1}; lower optim.lr or "
+                "model.max_surprise_norm, or raise optim.warmup_steps"
+            )
+        c = self.counters
+        c.step += 1
+        c.tokens += context * batch_size
+        elapsed = time.monotonic() - start
+        c.train_seconds += elapsed
+        c.interval_nll += nll_sum
+        c.interval_weight += total_weight
+        c.interval_seconds += elapsed
+        c.interval_tokens += context * batch_size
+        self.grad_norm = grad_norm
+        return loss
+
+    def _micro_batches(self, step: int, context: int, batch_size: int) -> list[Batch]:
+        """This rank's share of the global batch, as grad_accum micro-batches."""
+        per_rank = batch_size // self.ctx.world_size
+        size = per_rank // self.config.train.grad_accum
+        first = self.ctx.rank * per_rank
+        return [
+            self.corpus.train_batch(step, batch_size, context, range(lo, lo + size))
+            for lo in range(first, first + per_rank, size)
+        ]
+
+    def _weighted_nll(self, batch: Batch) -> torch.Tensor:
+        """Sum over targets of weight x NLL (scalar, float32)."""
+        device = self.ctx.device
+        with self._autocast():
+            logits = self.ddp(batch.inputs.to(device))[0]
+        nll = F.cross_entropy(
+            logits.float().flatten(0, 1), batch.targets.to(device).flatten(), reduction="none"
+        )
+        return (nll * batch.weights.to(device).flatten()).sum()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        enabled = self.ctx.device.type == "cuda" and self.config.train.bf16
+        return torch.autocast("cuda", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+    def _clip(self) -> float:
+        clip = self.config.optim.grad_clip
+        max_norm = clip if clip > 0 else float("inf")
+        return float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+
+    def _after_step(self) -> None:
+        step, t, e = self.counters.step, self.config.train, self.config.eval
+        if step < t.max_steps:  # the final row comes with the final evaluation
+            is_eval = step % e.every == 0
+            if step % t.log_every == 0 or is_eval:
+                self._log_row(self.evaluate(self.val_windows) if is_eval else None)
+        if step % self.config.checkpoint.every == 0:
+            self._checkpoint()
+
+    def _log_row(self, val: tuple[float, float, int] | None) -> None:
+        """Append a metrics row for the current step (replacing one already there)."""
+        c = self.counters
+        context, batch_size = stage(max(c.step - 1, 0), self.config.train)
+        row = {
+            "step": c.step,
+            "tokens": c.tokens,
+            "context": context,
+            "batch_size": batch_size,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": c.interval_nll / c.interval_weight if c.interval_weight else None,
+            "grad_norm": self.grad_norm,
+            "tokens_per_s": c.interval_tokens / c.interval_seconds if c.interval_seconds else None,
+            "elapsed_s": self._wall(),
+            "val_loss": val[0] if val else None,
+            "val_bits_per_base": val[1] if val else None,
+        }
+        c.interval_nll = c.interval_weight = c.interval_seconds = 0.0
+        c.interval_tokens = 0
+        if self.metrics is None:
+            return
+        rows = self.metrics.rows
+        if rows and rows[-1]["step"] == c.step:
+            merged = {k: v if v is not None else rows[-1].get(k) for k, v in row.items()}
+            rows[-1] = merged
+            self.metrics.rewrite()
+        else:
+            self.metrics.append(row)
+        if val is not None:
+            log.info("step %d: held-out %.4f bits/base", c.step, val[1])
+            plot_curves(rows, self.out / CURVES, None, "")
+
+    # ----- evaluation --------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, windows: list[Piece]) -> tuple[float, float, int] | None:
+        """(mean NLL in nats, bits per base, scored bases) over `windows`, all ranks together;
+        None when nothing is held out."""
+        if not windows:
+            return None
+        self.model.eval()
+        sums = torch.zeros(2, dtype=torch.float64)
+        mine = windows[self.ctx.rank :: self.ctx.world_size]
+        for batch in self.corpus.val_batches(mine, self.config.eval.batch_size):
+            targets = batch.targets.to(self.ctx.device)
+            with self._autocast():
+                logits = self.model(batch.inputs.to(self.ctx.device))[0]
+            nll = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
+            scored = (targets >= A_ID) & (targets <= T_ID)
+            sums += torch.stack([(nll * scored).sum(), scored.sum()]).double().cpu()
+        self.model.train()
+        nll_sum, count = dist.all_reduce_sum(self.ctx, sums).tolist()
+        loss = nll_sum / max(count, 1.0)
+        return loss, loss / math.log(2), int(count)
+
+    # ----- checkpoints and final outputs -------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        rngs = dist.gather_objects(self.ctx, ckpt.rng_state())
+        if self.ctx.is_main:
+            c = self.counters
+            state = {
+                "counters": {**c.__dict__, "wall_seconds": self._wall()},
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "sampler": {"seed": self.config.seed, "step": c.step, "layout": self._layout()},
+                "rng": rngs,
+                "world_size": self.ctx.world_size,
+            }
+            keep = self.config.checkpoint.keep
+            ckpt.save_checkpoint(self.out, c.step, self.model, self.config, state, keep)
+        dist.barrier(self.ctx)
+
+    def _wall(self) -> float:
+        return self.counters.wall_seconds + time.monotonic() - self.started
+
+    def _finish(self, *, stopped_early: bool) -> dict[str, Any]:
+        e = self.config.eval
+        final_windows = self.corpus.val_windows(self.config.train.context, e.final_max_tokens)
+        val = self.evaluate(final_windows)
+        self._log_row(val)
+        summary = None
+        if self.ctx.is_main:
+            markov = self._markov(final_windows)
+            summary = self._summary(val, markov, stopped_early)
+            self._write_final(summary, markov)
+        dist.barrier(self.ctx)
+        return dist.broadcast_object(self.ctx, summary)
+
+    def _markov(self, windows: list[Piece]) -> MarkovResult | None:
+        e = self.config.eval
+        if e.markov_max_order == 0 or not windows:
+            return None
+        log.info("fitting the order-k Markov baseline (k <= %d)", e.markov_max_order)
+        segments = (self.corpus.read_piece(p) for p in self.corpus.train_pieces)
+        counts = MarkovCounts(
+            segments, e.markov_max_order, both_strands=self.config.data.rc_augment
+        )
+        ids = [self.corpus.read_piece(w) for w in windows]
+        return evaluate_markov(counts, ids, e.markov_smoothing)
+
+    def _summary(
+        self, val: tuple[float, float, int] | None, markov: MarkovResult | None, early: bool
+    ) -> dict[str, Any]:
+        c = self.counters
+        summary: dict[str, Any] = {
+            "steps": c.step,
+            "tokens": c.tokens,
+            "val_loss": val[0] if val else None,
+            "val_bits_per_base": val[1] if val else None,
+            "val_scored_bases": val[2] if val else 0,
+            "tokens_per_s": c.tokens / max(c.train_seconds, 1e-9),
+            "train_seconds": c.train_seconds,
+            "wall_s": self._wall(),
+            "parameters": self.model.num_parameters(),
+            "train_bases": self.corpus.train_bases,
+            "val_bases": self.corpus.val_bases,
+            "world_size": self.ctx.world_size,
+            "device": str(self.ctx.device),
+            "stopped_early": early,
+            "markov": None,
+        }
+        if markov is not None:
+            summary["markov"] = {
+                "smoothing": markov.smoothing,
+                "best_order": markov.best_order,
+                "bits_per_base": markov.best_bits_per_base,
+                "bits_per_order": markov.bits_per_order,
+            }
+            if val is not None:
+                summary["beats_markov"] = val[1] < markov.best_bits_per_base
+        return summary
+
+    def _write_final(self, summary: dict[str, Any], markov: MarkovResult | None) -> None:
+        with atomic_dir(self.out / "model") as tmp:
+            self.model.save_pretrained(tmp)  # replaces `tmp` as a whole: write it first
+            DNATokenizer().save(tmp / ckpt.TOKENIZER_FILE)
+        label = f"Markov order {markov.best_order}" if markov else ""
+        rows = self.metrics.rows if self.metrics is not None else []
+        plot_curves(rows, self.out / CURVES, markov.best_bits_per_base if markov else None, label)
+        with atomic_file(self.out / "summary.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        log.info(
+            "held-out %s bits/base after %d steps (%s tokens, %.0f tokens/s)",
+            _fmt(summary["val_bits_per_base"]),
+            summary["steps"],
+            f"{summary['tokens']:,}",
+            summary["tokens_per_s"],
+        )
+        if markov is not None:
+            log.info(
+                "best Markov baseline: order %d, %.4f bits/base",
+                markov.best_order,
+                markov.best_bits_per_base,
+            )
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _adamw(model: nn.Module, config: PretrainConfig) -> torch.optim.AdamW:
+    """AdamW; matrices decay, embeddings, norms, biases and gate scalars do not."""
+    decay, plain = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (decay if param.ndim >= 2 and "embedding" not in name else plain).append(param)
+    o = config.optim
+    groups = [
+        {"params": decay, "weight_decay": o.weight_decay},
+        {"params": plain, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+
+
+def _device_ids(ctx: dist.DistContext) -> list[int] | None:
+    return [ctx.device.index] if ctx.device.type == "cuda" else None
+
+
+def run_pretraining(
+    config: PretrainConfig, out: str | Path, *, resume: str = "auto", device: str = "auto"
+) -> dict[str, Any] | None:
+    """Pretrain into `out` (created if missing); returns the summary (every rank), or None when
+    SIGTERM stopped the run after a checkpoint."""
+    out = check_output_parent(out)
+    ctx = dist.init_distributed(device)
+    try:
+        if ctx.is_main:
+            out.mkdir(exist_ok=True)
+        dist.barrier(ctx)
+        trainer = Trainer(config, out, ctx, resume)
+        try:
+            return trainer.run()
+        finally:
+            trainer.corpus.close()
+    finally:
+        dist.shutdown(ctx)

@@ -1,0 +1,333 @@
+"""The run report: one self-contained HTML file (inline CSS, figures as base64 PNG).
+
+Sections: pretraining curves and summary, the fine-tuning metrics beside reference numbers,
+a PCA map of window embeddings along the genome, and provenance (configuration, package
+versions, sha256 of inputs and of the pretrained checkpoint).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import html
+import json
+import math
+import platform
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import __version__
+from pipeline.atomic import atomic_file, check_output_parent
+from pipeline.errors import PipelineError, input_error
+from pipeline.fetch import sha256_file
+from pipeline.report_figures import embedding_map, figure_png, pretraining_curves
+
+# Test-set MCC and ROC-AUC of a 3-6-mer count + logistic regression baseline (scikit-learn,
+# C=0.1), measured on the exact splits of the shared GUE tasks (data/README.md).
+KMER_BASELINE = {
+    "prom_core_all": (0.562, 0.860),
+    "prom_300_tata": (0.393, 0.749),
+    "tf_0": (0.627, 0.884),
+    "tf_1": (0.665, 0.920),
+    "mouse_0": (0.546, 0.848),
+}
+# Test MCC of fine-tuned DNABERT-2 (117M) as published in Zhou et al., "DNABERT-2: Efficient
+# Foundation Model and Benchmark for Multi-Species Genome", ICLR 2024, GUE results table.
+DNABERT2_MCC = {
+    "prom_core_all": 0.6937,
+    "prom_300_tata": 0.7159,
+    "tf_0": 0.7199,
+    "tf_1": 0.7606,
+    "mouse_0": 0.5676,
+}
+VERSIONED_PACKAGES = ("titans-dna", "torch", "numpy", "h5py", "matplotlib", "snakemake", "triton")
+METRIC_KEYS = ("step", "tokens", "context", "lr", "train_loss", "val_loss", "val_bits_per_base")
+
+
+@dataclass
+class ReportInputs:
+    """What a report is built from; every field is optional, but not all of them at once."""
+
+    pretrain: Path | None = None
+    finetune: list[Path] = field(default_factory=list)
+    embeddings: list[Path] = field(default_factory=list)
+    config: Path | None = None
+    inputs: list[Path] = field(default_factory=list)
+    title: str = "titans-dna run report"
+
+
+def write_report(spec: ReportInputs, out: str | Path) -> None:
+    """Check every input exists, build the HTML, write it atomically to `out`."""
+    out = check_output_parent(out)
+    _check_inputs(spec)
+    sections = [
+        _pretrain_section(spec.pretrain) if spec.pretrain else "",
+        _finetune_section(spec.finetune) if spec.finetune else "",
+        "".join(_embedding_section(path) for path in spec.embeddings),
+        _provenance_section(spec),
+    ]
+    document = _page(spec.title, "".join(sections))
+    with atomic_file(out) as tmp:
+        tmp.write_text(document, encoding="utf-8")
+
+
+def _check_inputs(spec: ReportInputs) -> None:
+    if not (spec.pretrain or spec.finetune or spec.embeddings):
+        raise PipelineError("nothing to report: give --pretrain, --finetune or --embeddings")
+    if spec.pretrain is not None:
+        metrics_file(spec.pretrain)
+    for folder in spec.finetune:
+        _require(folder / "metrics.json", "missing (expected the output of titans-dna finetune)")
+    for path in [*spec.embeddings, *spec.inputs, *([spec.config] if spec.config else [])]:
+        _require(path, "no such file")
+
+
+def _require(path: Path, problem: str) -> None:
+    if not path.is_file():
+        raise input_error(path, problem)
+
+
+# ---------------------------------------------------------------- pretraining
+
+
+def metrics_file(folder: Path) -> Path:
+    """The pretraining metrics table in `folder`: metrics.csv, else metrics.jsonl."""
+    for name in ("metrics.csv", "metrics.jsonl"):
+        if (folder / name).is_file():
+            return folder / name
+    raise input_error(
+        folder / "metrics.csv", "missing (expected the output of titans-dna pretrain)"
+    )
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Metrics rows as dicts of floats (None where a column is empty); needs a "step" column."""
+    if path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as handle:
+            raw = [json.loads(line) for line in handle if line.strip()]
+    else:
+        with open(path, encoding="utf-8", newline="") as handle:
+            raw = list(csv.DictReader(handle))
+    rows = [{k: _number(v) for k, v in row.items() if k} for row in raw]
+    rows = [row for row in rows if row.get("step") is not None]
+    if not rows:
+        raise input_error(path, "no metrics rows with a step")
+    return rows
+
+
+def _number(value: object) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _pretrain_section(folder: Path) -> str:
+    rows = read_metrics(metrics_file(folder))
+    image = figure_png(pretraining_curves(rows))
+    summary = _read_json(folder / "summary.json") if (folder / "summary.json").is_file() else {}
+    last_val = next((r for r in reversed(rows) if r.get("val_bits_per_base") is not None), None)
+    facts = {
+        "output folder": str(folder),
+        "steps": f"{rows[-1]['step']:.0f}",
+        "tokens seen": _fmt(rows[-1].get("tokens"), "{:,.0f}"),
+        "last validation bits/base": _fmt(last_val and last_val["val_bits_per_base"], "{:.4f}"),
+        **{key: _fmt(value) for key, value in summary.items() if not isinstance(value, dict)},
+    }
+    return (
+        "<h2>Pretraining</h2>"
+        f'<img alt="pretraining curves" src="data:image/png;base64,{image}">'
+        + _key_value_table(facts)
+    )
+
+
+# ---------------------------------------------------------------- fine-tuning
+
+
+def finetune_rows(folders: Iterable[Path]) -> list[dict]:
+    """One row per task folder: its test (and dev) metrics beside the reference numbers."""
+    rows = []
+    for folder in folders:
+        metrics = _read_json(folder / "metrics.json")
+        test, dev = metrics.get("test") or {}, metrics.get("dev") or {}
+        kmer_mcc, kmer_auroc = KMER_BASELINE.get(folder.name, (None, None))
+        rows.append(
+            {
+                "task": folder.name,
+                "test MCC": test.get("mcc"),
+                "test AUROC": test.get("auroc"),
+                "test accuracy": test.get("accuracy"),
+                "test F1": test.get("f1"),
+                "dev MCC": dev.get("mcc"),
+                "k-mer LR MCC": kmer_mcc,
+                "k-mer LR AUROC": kmer_auroc,
+                "DNABERT-2 MCC": DNABERT2_MCC.get(folder.name),
+                "train examples": metrics.get("train_examples"),
+                "wall s": metrics.get("wall_seconds"),
+            }
+        )
+    return rows
+
+
+def _finetune_section(folders: Sequence[Path]) -> str:
+    rows = finetune_rows(folders)
+    columns = list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(row[c]))}</td>" for c in columns) + "</tr>"
+        for row in rows
+    )
+    return (
+        "<h2>Fine-tuning</h2>"
+        f'<table class="metrics"><tr>{head}</tr>{body}</table>'
+        "<p class=note>MCC: Matthews correlation coefficient on the test split. k-mer LR: 3-6-mer "
+        "counts + logistic regression (C=0.1), measured on the same splits. DNABERT-2: fine-tuned "
+        "117M model as published (Zhou et al., ICLR 2024). A dash means not available.</p>"
+    )
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+def read_window_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(embeddings [N, D], window midpoints [N], root attributes) from an embeddings HDF5.
+
+    Midpoints come from the /windows table (start, end); without it, the row index.
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            embeddings = np.asarray(handle["embeddings"][()], dtype=np.float32)
+            positions = _window_midpoints(handle, embeddings.shape[0])
+            attrs = {key: _attr(value) for key, value in handle.attrs.items()}
+    except (OSError, KeyError) as error:
+        raise input_error(path, f"not a readable embeddings file ({error})") from None
+    if embeddings.ndim != 2 or embeddings.shape[0] == 0:
+        raise input_error(path, f"/embeddings has shape {embeddings.shape}, expected [N>0, D]")
+    return embeddings, positions, attrs
+
+
+def _window_midpoints(handle, n: int) -> np.ndarray:
+    if "windows" not in handle:
+        return np.arange(n, dtype=np.float64)
+    windows = handle["windows"]
+    if hasattr(windows, "keys"):  # a group of column datasets
+        start, end = windows["start"][()], windows["end"][()]
+    else:  # one compound dataset
+        table = windows[()]
+        start, end = table["start"], table["end"]
+    return (np.asarray(start, dtype=np.float64) + np.asarray(end, dtype=np.float64)) / 2
+
+
+def _attr(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        return json.dumps(value.tolist())
+    return str(value)
+
+
+def _embedding_section(path: Path) -> str:
+    embeddings, positions, attrs = read_window_embeddings(path)
+    image = figure_png(embedding_map(embeddings, positions, path.stem))
+    facts = {
+        "file": str(path),
+        "windows": str(embeddings.shape[0]),
+        "dimension": str(embeddings.shape[1]),
+    }
+    facts.update({k: v for k, v in attrs.items() if k != "model_config" and len(v) < 200})
+    return (
+        f"<h2>Embeddings: {html.escape(path.name)}</h2>"
+        f'<img alt="embedding PCA" src="data:image/png;base64,{image}">' + _key_value_table(facts)
+    )
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages a run depends on ("not installed" when absent)."""
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _checkpoint_files(pretrain: Path | None) -> list[Path]:
+    model = pretrain / "model" if pretrain else None
+    return sorted(p for p in model.iterdir() if p.is_file()) if model and model.is_dir() else []
+
+
+def _provenance_section(spec: ReportInputs) -> str:
+    checksums = {str(p): sha256_file(p) for p in [*spec.inputs, *_checkpoint_files(spec.pretrain)]}
+    config = spec.config.read_text(encoding="utf-8") if spec.config else "(no configuration given)"
+    return (
+        "<h2>Provenance</h2>"
+        f"<p>Written {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} by titans-dna "
+        f"{html.escape(__version__)}.</p>"
+        "<h3>Package versions</h3>"
+        + _key_value_table(package_versions())
+        + "<h3>sha256 of inputs and checkpoint</h3>"
+        + (_key_value_table(checksums, code=True) if checksums else "<p>none given</p>")
+        + f"<h3>Configuration</h3><pre>{html.escape(config)}</pre>"
+    )
+
+
+# ---------------------------------------------------------------- HTML helpers
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise input_error(path, f"not readable JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise input_error(path, "expected a JSON object")
+    return data
+
+
+def _fmt(value: object, pattern: str = "{:.3f}") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int) or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return pattern.format(value)
+
+
+def _key_value_table(facts: dict[str, str], code: bool = False) -> str:
+    wrap = (lambda s: f"<code>{s}</code>") if code else (lambda s: s)
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{wrap(html.escape(str(v)))}</td></tr>"
+        for k, v in facts.items()
+    )
+    return f'<table class="facts">{rows}</table>'
+
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#222}
+h1{border-bottom:2px solid #444}h2{margin-top:2.5rem;border-bottom:1px solid #bbb}
+table{border-collapse:collapse;margin:.8rem 0}th,td{border:1px solid #ccc;padding:.25rem .6rem}
+table.metrics td{text-align:right}table.metrics td:first-child{text-align:left}
+table.facts th{text-align:left;background:#f4f4f4}img{max-width:100%}
+pre{background:#f6f6f6;padding:.8rem;overflow-x:auto}.note{color:#555;font-size:.9rem}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
+    )

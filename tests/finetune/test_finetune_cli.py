@@ -1,0 +1,180 @@
+"""`titans-dna finetune` and `titans-dna predict` end to end on a slice of a real GUE task."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.cli import main
+from titans_dna.models.classifier import TitansForSequenceClassification
+
+from .conftest import write_split
+
+METRIC_KEYS = {"mcc", "accuracy", "f1", "auroc"}
+
+
+def finetune(task: Path, out: Path, checkpoint: str, *extra: str) -> int:
+    args = ["finetune", "--task", str(task), "--checkpoint", checkpoint, "--out", str(out)]
+    return main([*args, "--epochs", "1", "--batch-size", "32", "--device", "cpu", *extra])
+
+
+def check_metrics(out: Path, train_examples: int) -> dict:
+    metrics = json.loads((out / "metrics.json").read_text())
+    for split in ("dev", "test"):
+        assert set(metrics[split]) == METRIC_KEYS
+        assert -1 <= metrics[split]["mcc"] <= 1
+        assert 0 <= metrics[split]["accuracy"] <= 1 and 0 <= metrics[split]["f1"] <= 1
+        assert 0 <= metrics[split]["auroc"] <= 1
+    assert metrics["train_examples"] == train_examples
+    assert metrics["wall_seconds"] > 0
+    assert metrics["history"] and metrics["steps"] >= 1
+    return metrics
+
+
+def no_leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+def test_from_scratch_writes_metrics_model_and_labels(gue_slice, tmp_path: Path) -> None:
+    task = gue_slice("prom_core_all", train=96, dev=32, test=32)
+    out = tmp_path / "run"
+    assert finetune(task, out, "none", "--preset", "tiny", "--max-minutes", "5") == 0
+    metrics = check_metrics(out, 96)
+    assert metrics["checkpoint"] is None and metrics["preset"] == "tiny"
+    label_map = json.loads((out / "label_map.json").read_text())
+    assert label_map["label2id"] == {"0": 0, "1": 1}
+    model = TitansForSequenceClassification.from_pretrained(out / "model")
+    assert model.label_names == ["0", "1"] and model.config.d_model == 64
+    assert (out / "model" / "tokenizer.json").is_file()
+    assert no_leftovers(tmp_path) == []
+
+
+def test_from_pretrained_then_predict(gue_slice, tiny_lm_checkpoint: Path, tmp_path: Path) -> None:
+    task = gue_slice("mouse_0", train=128, dev=32, test=32)
+    out = tmp_path / "run"
+    assert finetune(task, out, str(tiny_lm_checkpoint), "--pooling", "attention") == 0
+    metrics = check_metrics(out, 128)
+    assert metrics["checkpoint"] == str(tiny_lm_checkpoint) and metrics["pooling"] == "attention"
+    model = TitansForSequenceClassification.from_pretrained(out / "model")
+    assert model.config.d_model == 32 and model.pooling_kind == "attention"
+
+    predictions = tmp_path / "predictions.csv"
+    assert (
+        main(["predict", str(task / "test.csv"), "--model", str(out), "-o", str(predictions)]) == 0
+    )
+    with open(predictions, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 32
+    assert list(rows[0]) == ["id", "length", "predicted", "p_0", "p_1", "label"]
+    probs = np.array([[float(r["p_0"]), float(r["p_1"])] for r in rows])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    # The written probabilities reproduce the test accuracy recorded in metrics.json.
+    accuracy = np.mean([r["predicted"] == r["label"] for r in rows])
+    assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
+
+
+def test_frozen_backbone_keeps_the_lm_weights(
+    gue_slice, tiny_lm_checkpoint: Path, tmp_path: Path
+) -> None:
+    task = gue_slice("prom_core_all", train=64, dev=16, test=16)
+    out = tmp_path / "run"
+    assert finetune(task, out, str(tiny_lm_checkpoint), "--freeze-backbone") == 0
+    tuned = TitansForSequenceClassification.from_pretrained(out / "model")
+    base = TitansForSequenceClassification.from_pretrained_backbone(tiny_lm_checkpoint, 2)
+    for name, value in base.lm.state_dict().items():
+        torch.testing.assert_close(tuned.lm.state_dict()[name], value, msg=name)
+    assert metrics_of(out)["trainable_parameters"] < 2000
+
+
+def metrics_of(out: Path) -> dict:
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_mixed_lengths_and_longer_than_context_sequences_work(
+    tiny_lm_checkpoint: Path, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(0)
+
+    def rows(n: int) -> list[tuple[str, str]]:
+        lengths = rng.integers(20, 300, size=n)
+        return [
+            ("".join(rng.choice(list("ACGT"), size=k)), str(i % 2)) for i, k in enumerate(lengths)
+        ]
+
+    task = tmp_path / "task"
+    task.mkdir()
+    write_split(task / "train.csv", rows(48))
+    # A test sequence 100 times the model's 32-token segment streams through the state.
+    long_row = ("".join(rng.choice(list("ACGT"), size=3200)), "1")
+    write_split(task / "test.csv", [*rows(8), long_row])
+    out = tmp_path / "run"
+    assert finetune(task, out, str(tiny_lm_checkpoint)) == 0
+    metrics = metrics_of(out)
+    assert metrics["test_examples"] == 9 and metrics["dev_source"].endswith("seed 0)")
+
+
+def one_line_error(capsys: pytest.CaptureFixture, *needles: str) -> None:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("titans-dna "), err
+    for needle in needles:
+        assert needle in err[0], err
+
+
+@pytest.mark.parametrize(
+    ("train", "test", "needle"),
+    [
+        ("sequence\nACGT\nACGA\n", None, "no 'label' column"),
+        ("sequence,label\nACGT,yes\nACGA,\n", None, "empty label"),
+        ("sequence,label\nACGT,1\nACGA,1\n", None, "single class"),
+        ("sequence,label\nACGT,0\nACGA,1\n", "sequence,label\nACGT,7\n", "never appears"),
+    ],
+)
+def test_bad_tasks_exit_2_with_one_line_and_no_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture, train: str, test: str | None, needle: str
+) -> None:
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "train.csv").write_text(train)
+    if test:
+        (task / "test.csv").write_text(test)
+    assert finetune(task, tmp_path / "run", "none") == 2
+    one_line_error(capsys, needle)
+    assert not (tmp_path / "run").exists() and no_leftovers(tmp_path) == []
+
+
+def test_classifier_is_refused_as_a_pretrained_checkpoint(
+    gue_slice, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from .conftest import tiny_config
+
+    TitansForSequenceClassification(tiny_config(), 2).save_pretrained(tmp_path / "clf")
+    task = gue_slice("prom_core_all", train=20, dev=0, test=0)
+    assert finetune(task, tmp_path / "run", str(tmp_path / "clf")) == 2
+    one_line_error(capsys, "is a fine-tuned classifier", "pretrained")
+    assert not (tmp_path / "run").exists()
+
+
+def test_pretrained_lm_is_refused_by_predict(
+    tiny_lm_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "in.fa").write_text(">s\nACGT\n")
+    out = tmp_path / "p.csv"
+    code = main(
+        ["predict", str(tmp_path / "in.fa"), "--model", str(tiny_lm_checkpoint), "-o", str(out)]
+    )
+    assert code == 2
+    one_line_error(capsys, "is a pretrained language model", "fine-tune")
+    assert not out.exists()
+
+
+def test_output_in_a_missing_folder_fails_before_any_work(
+    gue_slice, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    task = gue_slice("prom_core_all", train=20, dev=0, test=0)
+    assert finetune(task, tmp_path / "missing" / "run", "none") == 2
+    one_line_error(capsys, "does not exist")

@@ -1,0 +1,47 @@
+"""Classification metrics: values on hand-checked cases, binary and multi-class AUROC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.metrics import auroc, classification_metrics
+
+
+def test_binary_metrics_on_a_known_case() -> None:
+    labels = np.array([0, 0, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.2, 0.8]])
+    m = classification_metrics(labels, probs)
+    assert m["accuracy"] == pytest.approx(0.75)
+    # tp=2 tn=1 fp=1 fn=0: (2*1 - 1*0) / sqrt(3*2*1*2)
+    assert m["mcc"] == pytest.approx(2 / np.sqrt(12))
+    assert m["f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+    assert m["auroc"] == pytest.approx(1.0)
+
+
+def test_macro_f1_counts_a_never_predicted_class() -> None:
+    labels = np.array([0, 1, 2, 2])
+    probs = np.eye(3)[[0, 1, 1, 1]]
+    assert classification_metrics(labels, probs)["f1"] == pytest.approx((1 + 0.5 + 0) / 3)
+
+
+def test_multiclass_auroc_is_macro_one_vs_rest() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    probs = rng.dirichlet(np.ones(3), size=60)
+    probs[np.arange(60), labels] += 2.0
+    probs /= probs.sum(axis=1, keepdims=True)
+    assert auroc(labels, probs) == pytest.approx(1.0)
+    shuffled = rng.permutation(labels)
+    assert 0.2 < auroc(shuffled, probs) < 0.8
+
+
+def test_auroc_is_none_for_a_single_class() -> None:
+    probs = np.array([[0.2, 0.8], [0.6, 0.4]])
+    assert auroc(np.array([1, 1]), probs) is None
+
+
+def test_multiclass_auroc_with_an_absent_class() -> None:
+    labels = np.array([0, 0, 1, 1])
+    probs = np.array([[0.8, 0.1, 0.1], [0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.6, 0.2]])
+    assert auroc(labels, probs) == pytest.approx(1.0)

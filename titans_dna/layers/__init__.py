@@ -1,0 +1,1 @@
+"""Titans layers: neural memory, attention with persistent memory, MLP, norms, blocks."""

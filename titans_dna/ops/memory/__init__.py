@@ -1,0 +1,154 @@
+"""Neural long-term memory op (Titans, DESIGN.md section 2): one entry point, several backends.
+
+``neural_memory`` validates and casts its inputs, then runs one implementation:
+
+- ``"naive"``: token by token (``naive.py``), the reference; with chunk_size b it evaluates the
+  chunked semantics exactly, so every backend computes the same function for the same arguments;
+- ``"chunk"``: the chunked parallel (dual) form in plain PyTorch (``chunk.py``);
+- ``"triton"``: fused kernels (module ``triton.py``, function ``triton_memory``, same signature);
+- ``"auto"``: see :func:`resolve_impl`.
+
+The memory's depth and widths come from the state; ``activation`` and ``residual`` complete the
+memory function (see ``state.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+from titans_dna.ops.memory.activations import ACTIVATIONS
+from titans_dna.ops.memory.chunk import chunk_memory
+from titans_dna.ops.memory.naive import naive_memory
+from titans_dna.ops.memory.state import MemoryState, check_state, zeros_like_momentum
+
+__all__ = ["IMPLS", "MemoryState", "neural_memory", "resolve_impl", "zeros_like_momentum"]
+
+IMPLS = ("auto", "naive", "chunk", "triton")
+
+MemoryImpl = Callable[..., tuple[Tensor, MemoryState]]
+
+
+def _triton_module() -> ModuleType:
+    # imported on demand: the Triton backend needs the triton package and (natively) a GPU
+    return importlib.import_module("titans_dna.ops.memory.triton")
+
+
+def _triton_impl() -> MemoryImpl:
+    return _triton_module().triton_memory
+
+
+_BACKENDS: dict[str, Callable[[], MemoryImpl]] = {
+    "naive": lambda: naive_memory,
+    "chunk": lambda: chunk_memory,
+    "triton": _triton_impl,
+}
+
+
+def resolve_impl(impl: str, device: torch.device) -> str:
+    """The backend name ``impl`` stands for on ``device``.
+
+    "auto": the fused kernels on CUDA when triton is installed, else the chunked form (and the
+    chunked form too for calls the kernels do not support, see ``neural_memory``).
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"unknown neural memory impl {impl!r}; choose from {IMPLS}")
+    if impl == "auto":
+        cuda = device.type == "cuda" and importlib.util.find_spec("triton") is not None
+        return "triton" if cuda else "chunk"
+    return impl
+
+
+def neural_memory(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    theta: Tensor,
+    eta: Tensor,
+    alpha: Tensor,
+    state: MemoryState,
+    *,
+    chunk_size: int = 64,
+    impl: str = "auto",
+    max_surprise_norm: float | None = None,
+    activation: str = "silu",
+    residual: bool = False,
+) -> tuple[Tensor, MemoryState]:
+    """Run the neural memory over a sequence; returns (y, end state).
+
+    q, k, v: [B, T, H, D] (queries should be L2-normalised by the caller, as keys);
+    theta (learning rate >= 0), eta (momentum in (0, 1)), alpha (forgetting in [0, 1]): [B, T, H];
+    state: MemoryState with weights and momentum [B, H, out, in] per memory layer (build the
+    start of a sequence with ``MemoryState.initial(init_weights, B)``).
+    chunk_size: tokens per chunk; within a chunk all surprise gradients are taken at the chunk's
+    starting weights (1 = the exact token recurrence). T need not be a multiple of it; streaming
+    a sequence in pieces whose lengths are multiples of chunk_size equals one pass.
+    max_surprise_norm: clip each token's surprise gradient to this Frobenius norm (all memory
+    layers together); None = no clipping.
+    activation: "silu" | "gelu" | "relu" (MLP memory); residual: M(x) + x.
+
+    Dtypes: the state math runs in float64 when any input or state tensor is float64, else in
+    float32 (bfloat16/float16 inputs are upcast). y comes back in q's dtype, the end state in the
+    compute dtype.
+    """
+    name = resolve_impl(impl, q.device)
+    _check_inputs(q, k, v, theta, eta, alpha, state, chunk_size, max_surprise_norm, activation)
+    dtype = _compute_dtype(q, k, v, theta, eta, alpha, *state.weights, *state.momentum)
+    state = state.to(dtype)
+    if q.shape[1] == 0:
+        return q.new_empty(q.shape), state
+    if name == "triton":
+        reason = _triton_module().unsupported_reason(q, state, chunk_size, activation)
+        if reason is not None and impl == "triton":
+            raise ValueError(reason)
+        name = "chunk" if reason is not None else name
+    # the kernels read 16-bit inputs as they are (their math is float32 either way)
+    args = (t if name == "triton" else t.to(dtype) for t in (q, k, v, theta, eta, alpha))
+    y, end = _BACKENDS[name]()(
+        *args,
+        state,
+        chunk_size=chunk_size,
+        activation=activation,
+        residual=residual,
+        max_surprise_norm=max_surprise_norm,
+    )
+    return y.to(q.dtype), end
+
+
+def _compute_dtype(*tensors: Tensor) -> torch.dtype:
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _check_inputs(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    theta: Tensor,
+    eta: Tensor,
+    alpha: Tensor,
+    state: MemoryState,
+    chunk_size: int,
+    max_surprise_norm: float | None,
+    activation: str,
+) -> None:
+    if q.dim() != 4:
+        raise ValueError(f"q must be [B, T, H, D], got shape {list(q.shape)}")
+    for name, x in (("k", k), ("v", v)):
+        if x.shape != q.shape:
+            raise ValueError(f"{name} shape {list(x.shape)} != q shape {list(q.shape)}")
+    for name, x in (("theta", theta), ("eta", eta), ("alpha", alpha)):
+        if x.shape != q.shape[:3]:
+            raise ValueError(f"{name} must be [B, T, H] = {list(q.shape[:3])}, got {list(x.shape)}")
+    batch, _, heads, dim = q.shape
+    check_state(state, batch, heads, dim)
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    if max_surprise_norm is not None and not max_surprise_norm > 0:
+        raise ValueError(f"max_surprise_norm must be > 0 or None, got {max_surprise_norm!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown memory activation {activation!r}; choose from {ACTIVATIONS}")

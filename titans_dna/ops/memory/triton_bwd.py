@@ -1,0 +1,230 @@
+"""Fused Triton backward kernels of the chunked neural memory (linear and depth-2 MLP).
+
+One program per (batch, head) — for the linear memory per block of BV output rows — walks the
+chunks in reverse with the gradients of the chunk-end state (dW, dS) in float32 registers. Each
+chunk is recomputed from its saved chunk-start state, then differentiated in the dual form.
+Gradients that sum over the output rows (q, k and the gates) are written per row block into
+[NV, ...] float32 buffers that the caller sums.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from titans_dna.ops.memory.triton_dual import (
+    act_fwd,
+    act_grad,
+    act_grad2,
+    chunk_gates,
+    chunk_gates_bwd,
+    dual_layer_bwd,
+    dual_layer_fwd,
+)
+from titans_dna.ops.memory.triton_fwd import (
+    load_gates,
+    load_rows,
+    load_state,
+    mlp_errors,
+    store_state,
+    surprise_scale,
+)
+
+
+@triton.jit
+def surprise_scale_grad(sq_norm, tau, CLIP: tl.constexpr):
+    """d scale / d ‖u‖² of `surprise_scale` (0 where the token is not clipped)."""
+    if CLIP:
+        sq = tl.maximum(sq_norm, tau * tau)
+        return tl.where(sq_norm > tau * tau, -0.5 * tau * tl.math.rsqrt(sq) / sq, 0.0)
+    else:
+        return tl.zeros(sq_norm.shape, tl.float32)
+
+
+@triton.jit
+def store_rows(ptr, val, i_b, i_h, t, cols, T, H, D, mask):
+    """Write a [len(t), len(cols)] tile to rows t of one head of a [B, T, H, D] tensor."""
+    off = ((i_b * T + t).to(tl.int64) * H + i_h) * D
+    tl.store(ptr + off[:, None] + cols[None, :], val.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def store_gates(dth_ptr, dla_ptr, dln_ptr, dth, dla, dln, i_b, i_h, t, T, H):
+    """Write gate gradients of tokens t (t < T) into [B, T, H] tensors."""
+    off = (i_b * T + t).to(tl.int64) * H + i_h
+    mt = t < T
+    tl.store(dth_ptr + off, dth, mask=mt)
+    tl.store(dla_ptr + off, dla, mask=mt)
+    tl.store(dln_ptr + off, dln, mask=mt)
+
+
+@triton.jit
+def linear_bwd_kernel(
+    q, k, v, th, la, ln, w_chk, s_chk, dy, dw_end, ds_end,
+    dq, dk, dv, dth, dla, dln, dw0, ds0,
+    B, T, H, NC, tau,
+    D: tl.constexpr, BD: tl.constexpr, BV: tl.constexpr, BT: tl.constexpr,
+    CLIP: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """Backward of `linear_fwd_kernel`; grid (B*H, D / BV).
+
+    dq, dk: [NV, B, T, H, D] float32 partial sums; dth, dla, dln: [NV, B, T, H] float32;
+    dv: [B, T, H, D]; dw0, ds0: [B*H, D, D] float32 (gradients of the initial state).
+    """
+    i_bh = tl.program_id(0)
+    i_v = tl.program_id(1)
+    i_b = i_bh // H
+    i_h = i_bh % H
+    rt = tl.arange(0, BT)
+    rd = tl.arange(0, BD)
+    rv = i_v * BV + tl.arange(0, BV)
+    md = rd < D
+    mv = rv < D
+    st_off = rv[:, None] * D + rd[None, :]
+    st_mask = mv[:, None] & md[None, :]
+    base = i_bh.to(tl.int64) * D * D
+    dw = tl.load(dw_end + base + st_off, mask=st_mask, other=0.0)
+    ds = tl.load(ds_end + base + st_off, mask=st_mask, other=0.0)
+    # partial-sum buffers of this row block: batch index i_v * B + i_b
+    i_pb = i_v * B + i_b
+    for cc in range(NC):
+        c = NC - 1 - cc
+        chk = (i_bh.to(tl.int64) * NC + c) * D * D
+        w = tl.load(w_chk + chk + st_off, mask=st_mask, other=0.0)
+        s = tl.load(s_chk + chk + st_off, mask=st_mask, other=0.0)
+        t = c * BT + rt
+        mt = t < T
+        m_d = mt[:, None] & md[None, :]
+        m_v = mt[:, None] & mv[None, :]
+        xq = load_rows(q, i_b, i_h, t, rd, T, H, D, m_d)
+        xk = load_rows(k, i_b, i_h, t, rd, T, H, D, m_d)
+        xv = load_rows(v, i_b, i_h, t, rv, T, H, D, m_v)
+        xdy = load_rows(dy, i_b, i_h, t, rv, T, H, D, m_v)
+        gt, gl, gn = load_gates(th, la, ln, i_b, i_h, t, T, H)
+        last = tl.minimum(T - c * BT, BT) - 1
+        g, gp, la_mat, ln_mat, beta, gamma, h, en, rho = chunk_gates(gt, gl, gn, last, BT)
+        e = 2.0 * (tl.dot(xk, tl.trans(w), input_precision=PREC) - xv)
+        k_sq = tl.sum(xk * xk, axis=1)
+        e_sq = tl.sum(e * e, axis=1)
+        scale = surprise_scale(e_sq * k_sq, tau, CLIP)
+        gx, gk, ge, gw, gs, dg, dbeta, dgamma, dh, drho = dual_layer_bwd(
+            xq, xk, e * scale[:, None], w, s, g, beta, gamma, h, rho, xdy, dw, ds, last, BT, PREC
+        )
+        if CLIP:
+            # scale depends on ‖u‖² = ‖e‖² ‖k‖²
+            d_sq = tl.sum(ge * e, axis=1) * surprise_scale_grad(e_sq * k_sq, tau, CLIP)
+            gk += (2.0 * d_sq * e_sq)[:, None] * xk
+            ge = ge * scale[:, None] + (2.0 * d_sq * k_sq)[:, None] * e
+        # e = 2 (K Wᵀ - V)
+        gk += 2.0 * tl.dot(ge, w, input_precision=PREC)
+        gw += 2.0 * tl.dot(tl.trans(ge), xk, input_precision=PREC)
+        store_rows(dv, -2.0 * ge, i_b, i_h, t, rv, T, H, D, m_v)
+        store_rows(dq, gx, i_pb, i_h, t, rd, T, H, D, m_d)
+        store_rows(dk, gk, i_pb, i_h, t, rd, T, H, D, m_d)
+        gth, gla, gln = chunk_gates_bwd(
+            gt, gp, la_mat, ln_mat, beta, h, en, rho, dg, dbeta, dgamma, dh, drho, last, BT
+        )
+        store_gates(dth, dla, dln, gth, gla, gln, i_pb, i_h, t, T, H)
+        dw = gw
+        ds = gs
+    tl.store(dw0 + base + st_off, dw, mask=st_mask)
+    tl.store(ds0 + base + st_off, ds, mask=st_mask)
+
+
+@triton.jit
+def mlp_bwd_kernel(
+    q, k, v, th, la, ln, w1_chk, s1_chk, w2_chk, s2_chk, dy,
+    dw1_end, ds1_end, dw2_end, ds2_end,
+    dq, dk, dv, dth, dla, dln, dw1_0, ds1_0, dw2_0, ds2_0,
+    T, H, NC, tau,
+    D: tl.constexpr, F: tl.constexpr, BD: tl.constexpr, BF: tl.constexpr, BT: tl.constexpr,
+    ACT: tl.constexpr, RES: tl.constexpr, CLIP: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """Backward of `mlp_fwd_kernel`; grid (B*H,). dq, dk, dv: [B, T, H, D]; gates [B, T, H]."""
+    i_bh = tl.program_id(0)
+    i_b = i_bh // H
+    i_h = i_bh % H
+    rt = tl.arange(0, BT)
+    rd = tl.arange(0, BD)
+    rf = tl.arange(0, BF)
+    md = rd < D
+    base = i_bh.to(tl.int64) * F * D
+    dw1 = load_state(dw1_end, base, rf, rd, F, D)
+    ds1 = load_state(ds1_end, base, rf, rd, F, D)
+    dw2 = load_state(dw2_end, base, rd, rf, D, F)
+    ds2 = load_state(ds2_end, base, rd, rf, D, F)
+    for cc in range(NC):
+        c = NC - 1 - cc
+        chk = (i_bh.to(tl.int64) * NC + c) * F * D
+        w1 = load_state(w1_chk, chk, rf, rd, F, D)
+        s1 = load_state(s1_chk, chk, rf, rd, F, D)
+        w2 = load_state(w2_chk, chk, rd, rf, D, F)
+        s2 = load_state(s2_chk, chk, rd, rf, D, F)
+        t = c * BT + rt
+        m_d = (t < T)[:, None] & md[None, :]
+        xq = load_rows(q, i_b, i_h, t, rd, T, H, D, m_d)
+        xk = load_rows(k, i_b, i_h, t, rd, T, H, D, m_d)
+        xv = load_rows(v, i_b, i_h, t, rd, T, H, D, m_d)
+        xdy = load_rows(dy, i_b, i_h, t, rd, T, H, D, m_d)
+        gt, gl, gn = load_gates(th, la, ln, i_b, i_h, t, T, H)
+        last = tl.minimum(T - c * BT, BT) - 1
+        g, gp, la_mat, ln_mat, beta, gamma, h, en, rho = chunk_gates(gt, gl, gn, last, BT)
+        z, a, e, r, dlt, sq, scale = mlp_errors(xk, xv, w1, w2, tau, RES, ACT, CLIP, PREC)
+        e_c = e * scale[:, None]
+        dlt_c = dlt * scale[:, None]
+        zq, _w1n, _s1n = dual_layer_fwd(
+            xq, xk, dlt_c, w1, s1, g, beta, gamma, h, rho, last, BT, PREC
+        )
+        hq = act_fwd(zq, ACT)
+        # layer 2: Y = M2(σ(Zq)) with keys' activations a and errors e
+        dhq, da, de, gw2, gs2, dg, dbeta, dgamma, dh, drho = dual_layer_bwd(
+            hq, a, e_c, w2, s2, g, beta, gamma, h, rho, xdy, dw2, ds2, last, BT, PREC
+        )
+        dzq = dhq * act_grad(zq, ACT)
+        # layer 1: Zq with keys k and errors δ
+        gq, gk, ddlt, gw1, gs1, dg1, dbeta1, dgamma1, dh1, drho1 = dual_layer_bwd(
+            xq, xk, dlt_c, w1, s1, g, beta, gamma, h, rho, dzq, dw1, ds1, last, BT, PREC
+        )
+        dg += dg1
+        dbeta += dbeta1
+        dgamma += dgamma1
+        dh += dh1
+        drho += drho1
+        if RES:
+            gq += xdy
+        if CLIP:
+            # scale depends on ‖u‖² = ‖δ‖² ‖k‖² + ‖e‖² ‖a‖²
+            d_sq = tl.sum(de * e, axis=1) + tl.sum(ddlt * dlt, axis=1)
+            d_sq = d_sq * surprise_scale_grad(sq, tau, CLIP)
+            gk += (2.0 * d_sq * tl.sum(dlt * dlt, axis=1))[:, None] * xk
+            da += (2.0 * d_sq * tl.sum(e * e, axis=1))[:, None] * a
+            de = de * scale[:, None] + (2.0 * d_sq * tl.sum(a * a, axis=1))[:, None] * e
+            ddlt = ddlt * scale[:, None] + (2.0 * d_sq * tl.sum(xk * xk, axis=1))[:, None] * dlt
+        # δ = (e W2) ⊙ σ'(z)
+        dr = ddlt * act_grad(z, ACT)
+        dz = ddlt * r * act_grad2(z, ACT)
+        de += tl.dot(dr, tl.trans(w2), input_precision=PREC)
+        gw2 += tl.dot(tl.trans(e), dr, input_precision=PREC)
+        # e = 2 (W2 a + [k] - v), a = σ(z), z = W1 k
+        if RES:
+            gk += 2.0 * de
+        da += 2.0 * tl.dot(de, w2, input_precision=PREC)
+        gw2 += 2.0 * tl.dot(tl.trans(de), a, input_precision=PREC)
+        dz += da * act_grad(z, ACT)
+        gk += tl.dot(dz, w1, input_precision=PREC)
+        gw1 += tl.dot(tl.trans(dz), xk, input_precision=PREC)
+        store_rows(dq, gq, i_b, i_h, t, rd, T, H, D, m_d)
+        store_rows(dk, gk, i_b, i_h, t, rd, T, H, D, m_d)
+        store_rows(dv, -2.0 * de, i_b, i_h, t, rd, T, H, D, m_d)
+        gth, gla, gln = chunk_gates_bwd(
+            gt, gp, la_mat, ln_mat, beta, h, en, rho, dg, dbeta, dgamma, dh, drho, last, BT
+        )
+        store_gates(dth, dla, dln, gth, gla, gln, i_b, i_h, t, T, H)
+        dw1 = gw1
+        ds1 = gs1
+        dw2 = gw2
+        ds2 = gs2
+    store_state(dw1_0, base, dw1, rf, rd, F, D)
+    store_state(ds1_0, base, ds1, rf, rd, F, D)
+    store_state(dw2_0, base, dw2, rd, rf, D, F)
+    store_state(ds2_0, base, ds2, rd, rf, D, F)

@@ -1,0 +1,200 @@
+"""Triton building blocks of the chunked neural memory: gate products and one dual-form layer.
+
+Inside a chunk of BT tokens (rows past the chunk's last real token, ``last``, carry θ = 0 and
+zero log-gates and are never read back), with a = log(1-α), n = log η:
+
+    L_A[t,s] = exp Σ_{s<j≤t} a_j,  L_N[s,i] = exp Σ_{i<j≤s} n_j   (lower triangles, else 0)
+    β_t = exp Σ_{j≤t} a_j          γ_t = Σ_{s≤t} L_A[t,s] exp Σ_{j≤s} n_j
+    G_{t,i} = θ_i (L_A L_N)_{t,i}  h_i = θ_i L_N[last,i]      ρ = exp Σ_{j≤last} n_j
+
+Each exponent is the sum over its own index range (a masked cumulative sum, like chunk.py's
+segment sums): no difference of large prefix sums, no division of cumulative products, and
+every factor is ≤ 1, so nothing overflows.
+
+One dual-form layer with weights W [DO, DI] and momentum S maps query-side inputs X [BT, DI],
+key-side inputs K [BT, DI] and surprise errors E [BT, DO] (u_i = e_i k_iᵀ, scaled by any clip
+factor) to
+
+    Y   = diag(β) X Wᵀ + diag(γ) X Sᵀ - (tril(X Kᵀ) ⊙ G) E
+    W_b = β_last W + γ_last S - Eᵀ diag(G_last,:) K          S_b = ρ S - Eᵀ diag(h) K
+
+The backward helpers return the gradients of every input of these maps.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _at(x, r, last):
+    """Element `last` of a vector indexed by r, as a scalar."""
+    return tl.sum(tl.where(r == last, x, 0.0), axis=0)
+
+
+@triton.jit
+def _segment_exp(x, r):
+    """[t, s] = exp Σ_{s<j≤t} x_j for t ≥ s, 0 above the diagonal; x [BT] indexed by r."""
+    seg = tl.cumsum(tl.where(r[:, None] > r[None, :], x[:, None], 0.0), axis=0)
+    return tl.exp(tl.where(r[:, None] >= r[None, :], seg, float("-inf")))
+
+
+@triton.jit
+def chunk_gates(th, la, ln, last, BT: tl.constexpr):
+    """Gate products of one chunk from θ, log(1-α), log η (each [BT], float32).
+
+    Returns (G, G/θ, L_A, L_N [BT, BT], β, γ, h, exp(cumsum log η) [BT], ρ scalar).
+    """
+    r = tl.arange(0, BT)
+    la_mat = _segment_exp(la, r)
+    ln_mat = _segment_exp(ln, r)
+    gp = tl.dot(la_mat, ln_mat, input_precision="ieee")
+    g = gp * th[None, :]
+    beta = tl.exp(tl.cumsum(la, axis=0))
+    en = tl.exp(tl.cumsum(ln, axis=0))
+    gamma = tl.sum(la_mat * en[None, :], axis=1)
+    h = th * tl.sum(tl.where(r[:, None] == last, ln_mat, 0.0), axis=0)
+    return g, gp, la_mat, ln_mat, beta, gamma, h, en, _at(en, r, last)
+
+
+@triton.jit
+def dual_layer_fwd(
+    x, k, e, w, s, g, beta, gamma, h, rho, last, BT: tl.constexpr, PREC: tl.constexpr
+):
+    """Outputs Y [BT, DO] and end state (W_b, S_b) [DO, DI] of one dual-form layer."""
+    r = tl.arange(0, BT)
+    tril = r[:, None] >= r[None, :]
+    p = tl.where(tril, tl.dot(x, tl.trans(k), input_precision=PREC), 0.0)
+    y = beta[:, None] * tl.dot(x, tl.trans(w), input_precision=PREC)
+    y += gamma[:, None] * tl.dot(x, tl.trans(s), input_precision=PREC)
+    y -= tl.dot(p * g, e, input_precision=PREC)
+    g_last = tl.sum(tl.where(r[:, None] == last, g, 0.0), axis=0)
+    w_new = _at(beta, r, last) * w + _at(gamma, r, last) * s
+    w_new -= tl.dot(tl.trans(e * g_last[:, None]), k, input_precision=PREC)
+    s_new = rho * s - tl.dot(tl.trans(e * h[:, None]), k, input_precision=PREC)
+    return y, w_new, s_new
+
+
+@triton.jit
+def dual_layer_bwd(
+    x,
+    k,
+    e,
+    w,
+    s,
+    g,
+    beta,
+    gamma,
+    h,
+    rho,
+    dy,
+    dw_b,
+    ds_b,
+    last,
+    BT: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """Backward of `dual_layer_fwd` for output gradients dY [BT, DO], dW_b, dS_b [DO, DI].
+
+    Returns (dX, dK, dE, dW, dS, dG [BT,BT], dβ [BT], dγ [BT], dh [BT], dρ scalar); dW and dS
+    are the gradients w.r.t. the layer's chunk-start state through this layer only (the error
+    E's dependence on W belongs to the caller).
+    """
+    r = tl.arange(0, BT)
+    tril = r[:, None] >= r[None, :]
+    is_last = r == last
+    p = tl.where(tril, tl.dot(x, tl.trans(k), input_precision=PREC), 0.0)
+    beta_b = _at(beta, r, last)
+    gamma_b = _at(gamma, r, last)
+    g_last = tl.sum(tl.where(r[:, None] == last, g, 0.0), axis=0)
+    # Y = ... - (P ⊙ G) E  =>  d(P ⊙ G) = -dY Eᵀ
+    dm = -tl.dot(dy, tl.trans(e), input_precision=PREC)
+    dp = tl.where(tril, dm * g, 0.0)
+    dg = tl.where(tril, dm * p, 0.0)
+    dx = beta[:, None] * tl.dot(dy, w, input_precision=PREC)
+    dx += gamma[:, None] * tl.dot(dy, s, input_precision=PREC)
+    dx += tl.dot(dp, k, input_precision=PREC)
+    dk = tl.dot(tl.trans(dp), x, input_precision=PREC)
+    dw = tl.dot(tl.trans(dy * beta[:, None]), x, input_precision=PREC) + beta_b * dw_b
+    ds = tl.dot(tl.trans(dy * gamma[:, None]), x, input_precision=PREC)
+    ds += gamma_b * dw_b + rho * ds_b
+    dbeta = tl.sum(dy * tl.dot(x, tl.trans(w), input_precision=PREC), axis=1)
+    dgamma = tl.sum(dy * tl.dot(x, tl.trans(s), input_precision=PREC), axis=1)
+    dbeta += tl.where(is_last, tl.sum(tl.sum(dw_b * w, axis=1), axis=0), 0.0)
+    dgamma += tl.where(is_last, tl.sum(tl.sum(dw_b * s, axis=1), axis=0), 0.0)
+    drho = tl.sum(tl.sum(ds_b * s, axis=1), axis=0)
+    # end states: W_b = ... - Σ_i g_i e_i k_iᵀ, S_b = ρ S - Σ_i h_i e_i k_iᵀ
+    kw = tl.dot(k, tl.trans(dw_b), input_precision=PREC)
+    ks = tl.dot(k, tl.trans(ds_b), input_precision=PREC)
+    de = -tl.dot(tl.trans(p * g), dy, input_precision=PREC)
+    de -= g_last[:, None] * kw + h[:, None] * ks
+    dk -= g_last[:, None] * tl.dot(e, dw_b, input_precision=PREC)
+    dk -= h[:, None] * tl.dot(e, ds_b, input_precision=PREC)
+    dg += tl.where(r[:, None] == last, -tl.sum(e * kw, axis=1)[None, :], 0.0)
+    dh = -tl.sum(e * ks, axis=1)
+    return dx, dk, de, dw, ds, dg, dbeta, dgamma, dh, drho
+
+
+@triton.jit
+def chunk_gates_bwd(
+    th, gp, la_mat, ln_mat, beta, h, en, rho, dg, dbeta, dgamma, dh, drho, last, BT: tl.constexpr
+):
+    """Gradients of θ, log(1-α), log η ([BT] each) from those of G, β, γ, h, ρ.
+
+    An entry exp Σ_{s<j≤t} x_j with gradient-times-value R[t, s] sends R to x_{s+1..t}; summed,
+    x_j receives Σ_{t≥j} (Σ_s R[t, s] - Σ_s R[s, t]): row minus column sums, then a reverse
+    cumulative sum.
+    """
+    r = tl.arange(0, BT)
+    tril = r[:, None] >= r[None, :]
+    p_last = tl.sum(tl.where(r[:, None] == last, ln_mat, 0.0), axis=0)
+    dth = tl.sum(dg * gp, axis=0) + dh * p_last
+    dgp = dg * th[None, :]
+    dla_mat = tl.dot(dgp, tl.trans(ln_mat), input_precision="ieee") + dgamma[:, None] * en[None, :]
+    dla_mat = tl.where(tril, dla_mat, 0.0) * la_mat
+    dln_mat = tl.where(tril, tl.dot(tl.trans(la_mat), dgp, input_precision="ieee"), 0.0) * ln_mat
+    d_a = tl.sum(dla_mat, axis=1) - tl.sum(dla_mat, axis=0) + dbeta * beta
+    dn = tl.sum(la_mat * dgamma[:, None], axis=0)
+    d_n = tl.sum(dln_mat, axis=1) - tl.sum(dln_mat, axis=0) + dn * en
+    hr = dh * h
+    d_n += tl.where(r == last, tl.sum(hr, axis=0) + drho * rho, 0.0) - hr
+    dla = tl.cumsum(d_a, axis=0, reverse=True)
+    dln = tl.cumsum(d_n, axis=0, reverse=True)
+    return dth, dla, dln
+
+
+@triton.jit
+def act_fwd(x, ACT: tl.constexpr):
+    """σ(x) of the MLP memory: ACT 0 = SiLU, 1 = GELU (erf), 2 = ReLU."""
+    if ACT == 0:
+        return x * tl.sigmoid(x)
+    elif ACT == 1:
+        return 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
+    else:
+        return tl.maximum(x, 0.0)
+
+
+@triton.jit
+def act_grad(x, ACT: tl.constexpr):
+    """σ'(x)."""
+    if ACT == 0:
+        sg = tl.sigmoid(x)
+        return sg * (1.0 + x * (1.0 - sg))
+    elif ACT == 1:
+        pdf = tl.exp(-0.5 * x * x) * 0.3989422804014327
+        return 0.5 * (1.0 + tl.math.erf(x * 0.7071067811865476)) + x * pdf
+    else:
+        return tl.where(x > 0.0, 1.0, 0.0)
+
+
+@triton.jit
+def act_grad2(x, ACT: tl.constexpr):
+    """σ''(x) (ReLU: 0 almost everywhere)."""
+    if ACT == 0:
+        sg = tl.sigmoid(x)
+        return sg * (1.0 - sg) * (2.0 + x * (1.0 - 2.0 * sg))
+    elif ACT == 1:
+        return tl.exp(-0.5 * x * x) * 0.3989422804014327 * (2.0 - x * x)
+    else:
+        return tl.zeros(x.shape, tl.float32)

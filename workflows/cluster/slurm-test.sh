@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# A real SLURM run of the demo workflow on this machine (Debian/Ubuntu, as root): installs
+# slurm-wlm and munge when absent, starts a one-node cluster on localhost (slurmctld + slurmd,
+# its own slurm.conf through SLURM_CONF, nothing written to /etc/slurm), runs the demo through
+# the SLURM executor with the cluster profile (CPU overrides: no GPU, small memory), checks
+# every output, and stops the daemons it started, also on failure.
+#
+#   bash workflows/cluster/slurm-test.sh        (or: make cluster-test)
+#
+# Environment: SLURM_TEST_DIR (work folder, default a new /tmp folder), SLURM_TEST_CPUS (2),
+# TITANS_DNA_SHARED_DATA (the shared data folder, default ../shared/data beside the checkout).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${BIN:-$REPO/.venv/bin}
+SHARED=$(cd "${TITANS_DNA_SHARED_DATA:-$REPO/../shared/data}" && pwd)
+WORK=${SLURM_TEST_DIR:-$(mktemp -d /tmp/titans-dna-slurm.XXXXXX)}
+CPUS=${SLURM_TEST_CPUS:-2}
+NODE=$(hostname -s)
+export SLURM_CONF=$WORK/slurm.conf
+
+say() { printf '[slurm-test] %s\n' "$*"; }
+fail() { say "FAILED: $*"; exit 1; }
+
+install_slurm() {
+    if command -v slurmctld >/dev/null && command -v munged >/dev/null; then
+        return
+    fi
+    [ "$(id -u)" -eq 0 ] || fail "slurm-wlm and munge are missing; run as root to install them"
+    say "installing slurm-wlm and munge"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+}
+
+start_munge() {
+    mkdir -p /run/munge /var/log/munge /var/lib/munge /etc/munge
+    chown munge:munge /run/munge /var/log/munge /var/lib/munge
+    if [ ! -s /etc/munge/munge.key ]; then
+        dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key status=none
+    fi
+    chown munge:munge /etc/munge/munge.key
+    chmod 400 /etc/munge/munge.key
+    if ! munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
+        runuser -u munge -- /usr/sbin/munged
+        STARTED_MUNGE=1
+    fi
+    munge -n </dev/null | unmunge >/dev/null || fail "munge does not authenticate"
+}
+
+write_slurm_conf() {
+    local memory
+    memory=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
+    mkdir -p "$WORK/state" "$WORK/spool"
+    cat >"$SLURM_CONF" <<EOF
+ClusterName=titans-test
+SlurmctldHost=$NODE(127.0.0.1)
+SlurmUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+MpiDefault=none
+ReturnToService=2
+MinJobAge=600
+StateSaveLocation=$WORK/state
+SlurmdSpoolDir=$WORK/spool
+SlurmctldPidFile=$WORK/slurmctld.pid
+SlurmdPidFile=$WORK/slurmd.pid
+SlurmctldLogFile=$WORK/slurmctld.log
+SlurmdLogFile=$WORK/slurmd.log
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$memory State=UNKNOWN
+PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+EOF
+    say "slurm.conf: node $NODE, $CPUS CPUs, $memory MB"
+}
+
+stop_daemons() {
+    for name in slurmd slurmctld; do
+        if [ -s "$WORK/$name.pid" ]; then
+            kill "$(cat "$WORK/$name.pid")" 2>/dev/null || true
+        fi
+    done
+    if [ -n "${STARTED_MUNGE:-}" ] && [ -s /run/munge/munged.pid ]; then
+        kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+    fi
+    say "daemons stopped"
+}
+
+start_slurm() {
+    slurmctld -f "$SLURM_CONF"
+    slurmd -f "$SLURM_CONF"
+    for _ in $(seq 60); do
+        state=$(sinfo -h -n "$NODE" -o %T 2>/dev/null || true)
+        [ "$state" = "idle" ] && { say "node $NODE is idle"; return; }
+        sleep 1
+    done
+    tail -n 20 "$WORK/slurmctld.log" "$WORK/slurmd.log" || true
+    fail "node $NODE did not become idle (state: ${state:-none})"
+}
+
+run_workflow() {
+    sed "s#\.\./shared/data/#$SHARED/#" "$REPO/workflows/config/config.yaml" >"$WORK/config.yaml"
+    mkdir -p "$WORK/run"
+    say "running the demo workflow through SLURM in $WORK/run"
+    "$BIN/snakemake" --snakefile "$REPO/Snakefile" --directory "$WORK/run" \
+        --configfile "$WORK/config.yaml" --replace-workflow-config \
+        --executor slurm --workflow-profile "$REPO/workflows/profiles/slurm" \
+        --slurm-no-account --slurm-init-seconds-before-status-checks 5 \
+        --seconds-between-status-checks 5 --jobs 4 --retries 0 \
+        --default-resources mem_mb=1500 runtime=60 slurm_partition=debug \
+        --set-threads tokenize=1 pretrain="$CPUS" finetune=1 embed=1 \
+        --set-resources pretrain:gpu=0 pretrain:mem_mb=4000 finetune:gpu=0 \
+        finetune:mem_mb=3000 embed:gpu=0 embed:mem_mb=3000 2>&1 | tee "$WORK/snakemake.out"
+}
+
+check_outputs() {
+    local results=$WORK/run/results/demo
+    "$BIN/python" - "$results" <<'EOF'
+import json, sys
+from pathlib import Path
+
+import h5py
+
+results = Path(sys.argv[1])
+for task in ("prom_300_tata", "mouse_0"):
+    metrics = json.loads((results / "finetune" / task / "metrics.json").read_text())
+    assert {"mcc", "accuracy", "f1", "auroc"} <= set(metrics["test"]), task
+    print(f"finetune {task}: test MCC {metrics['test']['mcc']:.3f}")
+assert (results / "pretrain/model/model.safetensors").is_file()
+summary = json.loads((results / "pretrain/summary.json").read_text())
+print("pretrain summary:", {k: v for k, v in summary.items() if not isinstance(v, dict)})
+with h5py.File(results / "embeddings/lambda_phage.h5") as handle:
+    shape = handle["embeddings"].shape
+    assert shape[0] == handle["windows"].shape[0] > 0, shape
+    print("embeddings lambda_phage:", shape)
+report = (results / "report.html").read_text()
+assert report.count("data:image/png;base64,") >= 2 and "mouse_0" in report
+print("report:", results / "report.html", len(report), "bytes")
+EOF
+    jobs=$(grep -c "has been submitted with SLURM jobid" "$WORK/snakemake.out" || true)
+    say "SLURM jobs submitted: $jobs (tokenize 4, pretrain, finetune 2, embed, report)"
+    [ "$jobs" -eq 9 ] || fail "expected 9 SLURM jobs, saw $jobs"
+}
+
+install_slurm
+trap stop_daemons EXIT
+start_munge
+write_slurm_conf
+start_slurm
+start=$(date +%s)
+run_workflow
+check_outputs
+say "OK: demo workflow through SLURM in $(($(date +%s) - start)) s"

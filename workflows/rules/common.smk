@@ -1,0 +1,150 @@
+# Paths, input lookups and the configuration checks that the schema cannot express
+# (names that must refer to each other, task folders that must hold a train split). They run
+# while the workflow is parsed, so a bad configuration fails before any job starts.
+import os
+import re
+import shlex
+import sys
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlparse
+
+from snakemake.exceptions import WorkflowError
+
+# The rules call the titans-dna installed beside this Snakemake (e.g. .venv/bin), so the workflow
+# runs without activating the environment; cluster jobs inherit this PATH (sbatch --export=ALL).
+os.environ.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+
+
+envvars:
+    "PATH",
+
+
+RESULTS = config["results"].rstrip("/")
+RESOURCES = config["resources"].rstrip("/")
+LOGS = f"{RESULTS}/logs"
+BENCHMARKS = f"{RESULTS}/benchmarks"
+MODEL = f"{RESULTS}/pretrain/model"
+REPORT = f"{RESULTS}/report.html"
+
+URL = re.compile(r"^(https?|ftp|file)://", re.IGNORECASE)
+# File types kept on fetched copies: task files are recognised by their suffix, genomes read better.
+KNOWN_SUFFIX = re.compile(
+    r"(\.(csv|bed|fa|fasta|fna|fq|fastq|gb|gbk|genbank|embl)(\.b?gz)?|\.bam|\.cram)$",
+    re.IGNORECASE,
+)
+TRAIN_FILES = ("train.csv", "train.csv.gz", "train.bed", "train.bed.gz") + tuple(
+    f"train.{ext}{gz}" for ext in ("fa", "fasta", "fna", "fq", "fastq") for gz in ("", ".gz")
+)
+
+
+def config_error(message):
+    return WorkflowError(f"configuration error: {message}")
+
+
+def is_url(source):
+    return bool(URL.match(source))
+
+
+def source_name(source):
+    return PurePosixPath(unquote(urlparse(source).path)).name if is_url(source) else Path(source).name
+
+
+def known_suffix(source):
+    match = KNOWN_SUFFIX.search(source_name(source))
+    return match.group(0) if match else ""
+
+
+def local_input(entry):
+    """A local source is a rule input (Snakemake then reports a missing file before running)."""
+    return [] if is_url(entry["source"]) else [entry["source"]]
+
+
+def fetch_args(entry):
+    """The `titans-dna fetch` arguments of a source entry (checksum and mirror folders)."""
+    args = [entry["source"]]
+    if entry.get("sha256"):
+        args += ["--sha256", entry["sha256"]]
+    for folder in config["mirror"]:
+        args += ["--mirror", folder]
+    return shlex.join(args)
+
+
+def option_args(options):
+    """{name: value} as `--name value` (true: bare `--name`; false: left out)."""
+    args = []
+    for name, value in options.items():
+        if value is True:
+            args.append(f"--{name}")
+        elif value is not False:
+            args += [f"--{name}", str(value)]
+    return shlex.join(args)
+
+
+def alternatives(names):
+    return "|".join(re.escape(name) for name in sorted(names))
+
+
+# ---------------------------------------------------------------- genomes
+
+GENOME_FILES = {f"{name}{known_suffix(e['source'])}": name for name, e in config["genomes"].items()}
+
+
+def genome_path(name):
+    return f"{RESOURCES}/genomes/{name}{known_suffix(config['genomes'][name]['source'])}"
+
+
+for stage in ("pretrain", "embed"):
+    for name in config[stage]["genomes"]:
+        if name not in config["genomes"]:
+            raise config_error(f"{stage}.genomes names {name!r}, which is not in genomes")
+
+PRETRAIN_GENOMES = [genome_path(name) for name in config["pretrain"]["genomes"]]
+EMBED_GENOMES = config["embed"]["genomes"]
+
+# ---------------------------------------------------------------- tasks
+
+TASKS = config["finetune"]["tasks"]
+TASK_FILES = {}  # "task/split.suffix" -> source entry, for the tasks given as files
+for task, spec in TASKS.items():
+    if "folder" in spec:
+        folder = Path(spec["folder"])
+        if not folder.is_dir():
+            raise config_error(f"finetune task {task!r}: folder {folder} does not exist")
+        if not any((folder / name).is_file() for name in TRAIN_FILES):
+            raise config_error(
+                f"finetune task {task!r}: folder {folder} has no train split (train.csv, "
+                "train.fa[.gz] or train.bed)"
+            )
+        continue
+    for split, entry in spec["files"].items():
+        suffix = known_suffix(entry["source"])
+        if not suffix:
+            raise config_error(
+                f"finetune task {task!r}: {split} source {entry['source']} is not a .csv, "
+                "FASTA/FASTQ or .bed file"
+            )
+        TASK_FILES[f"{task}/{split}{suffix}"] = entry
+
+
+def task_folder(task):
+    spec = TASKS[task]
+    return spec["folder"] if "folder" in spec else f"{RESOURCES}/tasks/{task}"
+
+
+def task_inputs(wildcards):
+    """The fetched split files of a task given as files; nothing for a folder used in place."""
+    return [f"{RESOURCES}/tasks/{key}" for key in TASK_FILES if key.startswith(f"{wildcards.task}/")]
+
+
+# ---------------------------------------------------------------- devices
+
+
+def device(wildcards, resources):
+    return "cuda" if resources.gpu > 0 else "cpu"
+
+
+def launcher(wildcards, resources):
+    """torchrun with one process per GPU of the job, or the plain command without GPUs."""
+    if resources.gpu > 0:
+        return f"torchrun --standalone --nproc_per_node {resources.gpu} -m pipeline.cli"
+    return "titans-dna"

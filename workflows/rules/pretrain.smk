@@ -1,0 +1,36 @@
+# Pretraining: one job. With gpu > 0 (the slurm profile) it runs under torchrun, one process per
+# GPU inside the job; on the CPU it runs plainly. Checkpoints go to pretrain/checkpoints/, which
+# is not a declared output: Snakemake keeps it when a run is interrupted, and the rerun
+# (--rerun-incomplete) resumes from the newest checkpoint. The final model is protected.
+
+TOKEN_STORES = expand(f"{RESULTS}/tokens/{{genome}}.h5", genome=config["pretrain"]["genomes"])
+PRETRAIN_CONFIG = [config["pretrain"]["config"]] if config["pretrain"]["config"] else []
+
+
+rule pretrain:
+    input:
+        stores=TOKEN_STORES,
+        config=PRETRAIN_CONFIG,
+    output:
+        model=protected(directory(MODEL)),
+        summary=f"{RESULTS}/pretrain/summary.json",
+    params:
+        out=lambda wildcards, output: Path(output.summary).parent,
+        launcher=launcher,
+        config=lambda wildcards, input: f"--config {input.config}" if input.config else "",
+        sets=shlex.join(
+            arg for key, value in config["pretrain"]["set"].items() for arg in ("--set", f"{key}={value}")
+        ),
+        device=device,
+    log:
+        f"{LOGS}/pretrain.log",
+    benchmark:
+        f"{BENCHMARKS}/pretrain.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=0,
+    shell:
+        "{params.launcher} pretrain {params.config} --store {input.stores:q} {params.sets}"
+        " --device {params.device} --out {params.out:q} > {log:q} 2>&1"
