@@ -21,11 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Import through the repository root: with bench/ first on sys.path (Python's default for a
+# script), a bench module named like a standard-library one would shadow it.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from common import REPO, SHARED_DATA, append_section, markdown_table
-
-from pipeline.report import DNABERT2_MCC, KMER_BASELINE
+from bench.common import REPO, SHARED_DATA, append_section, markdown_table  # noqa: E402
+from pipeline.report import DNABERT2_MCC, KMER_BASELINE  # noqa: E402
 
 TASKS = ("prom_core_all", "prom_300_tata", "tf_0", "tf_1", "mouse_0")
 DEFAULT_PRETRAINED = REPO / "results" / "bench" / "pretrain" / "model"

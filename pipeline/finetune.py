@@ -2,11 +2,13 @@
 
 Training: AdamW (no weight decay on biases, norms and embeddings), gradient clipping, linear
 warmup then cosine (or linear) decay, length-bucketed batches, reverse-complement augmentation.
-The schedule runs on progress = max(step / planned steps, elapsed / budget), so with a wall-clock
-budget the learning rate still decays to zero by the end of the budget. Dev is scored (MCC, on
-strand-averaged probabilities) after every epoch and, under a budget, every tenth of it; the best
-dev MCC selects the saved model and `patience` evaluations without improvement stop training.
-Test is scored once, with the selected model, and never used for any choice.
+The schedule runs on progress = max(step / planned steps, elapsed / deadline), so with a
+wall-clock budget the learning rate still decays to zero by its end. The deadline is the budget
+less the predicted time of the final dev and test scoring, so the whole run fits the budget.
+Dev is scored (MCC, on strand-averaged probabilities) after every epoch and, under a budget,
+every tenth of it, but never so often that scoring takes more than about a fifth of the run; the
+best dev MCC selects the saved model and `patience` evaluations without improvement stop
+training. Test is scored once, with the selected model, and never used for any choice.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from titans_dna.models.classifier import (
 log = logging.getLogger("titans_dna")
 SCHEDULES = ("cosine", "linear")
 EVALS_PER_BUDGET = 10
+# Train at least this many times as long as the previous dev scoring took before scoring again.
+TRAIN_PER_EVAL = 4
 
 
 @dataclass
@@ -88,15 +92,26 @@ class _Run:
         self.stale, self.history = 0, []
         self.stop_reason: str | None = None
         self.loss_sum, self.loss_count = 0.0, 0
-        self.last_eval_time = self.start
+        self.last_eval_time, self.last_eval_seconds = self.start, 0.0
+        # Seconds per scored token, measured on dev; predicts the final scoring's duration.
+        self.score_rate: float | None = None
+        self.final_tokens = _tokens(task.dev) + (_tokens(task.test) if task.test else 0)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
+    def deadline(self) -> float | None:
+        """Seconds of training allowed: the budget less the predicted final scoring time."""
+        if self.budget is None:
+            return None
+        reserve = (self.score_rate or 0.0) * self.final_tokens
+        return max(self.budget - reserve, self.budget / EVALS_PER_BUDGET)
+
     def progress(self) -> float:
         fraction = self.step / self.planned_steps
-        if self.budget:
-            fraction = max(fraction, self.elapsed() / self.budget)
+        deadline = self.deadline()
+        if deadline:
+            fraction = max(fraction, self.elapsed() / deadline)
         return min(fraction, 1.0)
 
     def learning_rate(self) -> float:
@@ -182,7 +197,8 @@ def _train(run: _Run) -> None:
                     break
         else:
             epochs_done += 1
-            _evaluate(run)
+            if _scoring_affordable(run) or epochs_done >= options.epochs:
+                _evaluate(run)
             if run.stop_reason is None and epochs_done >= options.epochs:
                 run.stop_reason = "epochs"
     if not run.history or run.history[-1].step != run.step:
@@ -216,19 +232,32 @@ def _train_step(run: _Run, train: LabelledSplit, batch: np.ndarray) -> float:
 
 
 def _budget_spent(run: _Run) -> bool:
-    return run.budget is not None and run.elapsed() >= run.budget
+    deadline = run.deadline()
+    return deadline is not None and run.elapsed() >= deadline
+
+
+def _scoring_affordable(run: _Run) -> bool:
+    """Enough training since the last dev scoring to keep scoring a small share of the run."""
+    return time.monotonic() - run.last_eval_time >= TRAIN_PER_EVAL * run.last_eval_seconds
 
 
 def _interim_eval_due(run: _Run) -> bool:
     """Under a budget, evaluate every tenth of it (epochs may be longer than the budget)."""
-    if run.budget is None:
+    if run.budget is None or not _scoring_affordable(run):
         return False
     return time.monotonic() - run.last_eval_time >= run.budget / EVALS_PER_BUDGET
 
 
+def _tokens(split: LabelledSplit) -> int:
+    return sum(len(s) for s in split.sequences)
+
+
 def _evaluate(run: _Run) -> None:
     """Score dev and keep the weights if best; `patience` stale evaluations stop training."""
+    started = time.monotonic()
     dev = _score(run.model, run.task.dev, run.options, run.device)
+    run.last_eval_seconds = time.monotonic() - started
+    run.score_rate = run.last_eval_seconds / max(_tokens(run.task.dev), 1)
     loss = run.loss_sum / max(run.loss_count, 1)
     run.loss_sum, run.loss_count = 0.0, 0
     record = EvalRecord(run.step, round(run.epoch, 3), round(run.elapsed(), 2), round(loss, 5), dev)

@@ -130,16 +130,17 @@ def _number(value: object) -> float | None:
 
 def _pretrain_section(folder: Path) -> str:
     rows = read_metrics(metrics_file(folder))
-    image = figure_png(pretraining_curves(rows))
     summary = _read_json(folder / "summary.json") if (folder / "summary.json").is_file() else {}
-    last_val = next((r for r in reversed(rows) if r.get("val_bits_per_base") is not None), None)
-    facts = {
-        "output folder": str(folder),
-        "steps": f"{rows[-1]['step']:.0f}",
-        "tokens seen": _fmt(rows[-1].get("tokens"), "{:,.0f}"),
-        "last validation bits/base": _fmt(last_val and last_val["val_bits_per_base"], "{:.4f}"),
-        **{key: _fmt(value) for key, value in summary.items() if not isinstance(value, dict)},
-    }
+    markov = summary.get("markov") if isinstance(summary.get("markov"), dict) else {}
+    baselines = {}
+    if isinstance(markov.get("bits_per_base"), int | float):
+        baselines[f"order-{markov.get('best_order', '?')} Markov"] = float(markov["bits_per_base"])
+    image = figure_png(pretraining_curves(rows, baselines))
+    facts = {"output folder": str(folder), "last logged step": f"{rows[-1]['step']:.0f}"}
+    facts.update(
+        {key: _fmt(value) for key, value in summary.items() if not isinstance(value, dict)}
+    )
+    facts.update({f"{label} baseline bits/base": _fmt(bits) for label, bits in baselines.items()})
     return (
         "<h2>Pretraining</h2>"
         f'<img alt="pretraining curves" src="data:image/png;base64,{image}">'
@@ -265,7 +266,10 @@ def package_versions() -> dict[str, str]:
 
 def _checkpoint_files(pretrain: Path | None) -> list[Path]:
     model = pretrain / "model" if pretrain else None
-    return sorted(p for p in model.iterdir() if p.is_file()) if model and model.is_dir() else []
+    if model is None or not model.is_dir():
+        return []
+    # hidden files are bookkeeping (e.g. Snakemake's directory timestamp), not the checkpoint
+    return sorted(p for p in model.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
 def _provenance_section(spec: ReportInputs) -> str:

@@ -29,10 +29,11 @@ def _series(rows: Sequence[dict], key: str) -> tuple[list[float], list[float]]:
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def pretraining_curves(rows: Sequence[dict]) -> Figure:
+def pretraining_curves(rows: Sequence[dict], baselines: dict[str, float] | None = None) -> Figure:
     """Loss (train and validation) and validation bits per base against the optimiser step.
 
     `rows` are metrics rows with at least "step"; absent or non-finite values are skipped.
+    `baselines` ({label: bits per base}) are drawn as horizontal lines beside the uniform 2 bits.
     """
     figure = Figure(figsize=(10, 3.6))
     loss_axes, bits_axes = figure.subplots(1, 2)
@@ -46,6 +47,8 @@ def pretraining_curves(rows: Sequence[dict]) -> Figure:
     if steps:
         bits_axes.plot(steps, values, marker=".", color="tab:orange", label="validation")
     bits_axes.axhline(UNIFORM_BITS_PER_BASE, color="grey", linestyle="--", label="uniform (2 bits)")
+    for (label, bits), style in zip((baselines or {}).items(), (":", "-."), strict=False):
+        bits_axes.axhline(bits, color="tab:green", linestyle=style, label=label)
     bits_axes.set(xlabel="step", ylabel="bits per base", title="Validation bits per base")
     bits_axes.legend()
     figure.tight_layout()

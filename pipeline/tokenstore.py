@@ -15,7 +15,8 @@ Layout (format "titans-dna-token-store", version 1):
 Tokens are chunked 8192 bases per chunk with HDF5's built-in scale-offset filter (lossless for
 integers: about 3 bits per base, and faster than LZF both ways), so a random 4 kbp window
 decompresses one or two small chunks. The bit-packed soft-mask uses LZF, which shrinks its long
-runs to almost nothing; windows of contigs with no or only soft-masked bases skip reading it.
+runs to almost nothing (chunks with no soft-masked base are not even written: they read as the
+fill value 0); windows of contigs with no or only soft-masked bases skip reading it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pipeline import __version__
 from pipeline.atomic import atomic_file, check_output_parent
 from pipeline.errors import PipelineError, input_error
 from pipeline.io import detect_format
-from pipeline.io.detect import check_readable
+from pipeline.io.files import check_readable, one_line
 from pipeline.io.prefetch import prefetched
 from pipeline.io.sequences import read_sequence_pieces
 from pipeline.progress import Progress
@@ -99,21 +100,33 @@ def write_token_store(
     out = check_output_parent(out)
     _check_distinct(paths, out)
     formats = [detect_format(p) for p in paths]  # fail on a bad input before any work
-    for path, fmt in zip(paths, formats, strict=True):
-        if fmt == "cram" and reference is None:
-            raise input_error(path, "a CRAM decodes only against its reference (--reference)")
-        if fmt == "bed" and genome is None:
-            raise input_error(path, "BED intervals need the genome FASTA they index (--genome)")
-    with atomic_file(out) as tmp, ThreadPoolExecutor(max_workers=1) as hasher:
-        # hashlib releases the GIL: the inputs are hashed while they are tokenized.
-        digests = [hasher.submit(_sha256, p) for p in paths]
-        with h5py.File(tmp, "w", libver=("v110", "latest")) as h5:
+    _check_companions(paths, formats, reference, genome)
+    # hashlib releases the GIL: the inputs are hashed while they are tokenized.
+    hasher = ThreadPoolExecutor(max_workers=1)
+    digests = [hasher.submit(_sha256, p) for p in paths]
+    try:
+        with atomic_file(out) as tmp, h5py.File(tmp, "w", libver=("v110", "latest")) as h5:
             groups = _group_names(paths)
             _write_root_attrs(h5, _TOKENIZER, invalid, groups)
             for path, fmt, group, digest in zip(paths, formats, groups, digests, strict=True):
                 genome_or_reference = genome if fmt == "bed" else reference
                 target = h5.create_group(group)
                 _write_input(target, path, fmt, digest, invalid, genome_or_reference)
+    finally:
+        hasher.shutdown(cancel_futures=True)
+
+
+def _check_companions(
+    paths: list[Path],
+    formats: list[str],
+    reference: str | Path | None,
+    genome: str | Path | None,
+) -> None:
+    for path, fmt in zip(paths, formats, strict=True):
+        if fmt == "cram" and reference is None:
+            raise input_error(path, "a CRAM decodes only against its reference (--reference)")
+        if fmt == "bed" and genome is None:
+            raise input_error(path, "BED intervals need the genome FASTA they index (--genome)")
 
 
 def _check_distinct(paths: list[Path], out: Path) -> None:
@@ -124,6 +137,8 @@ def _check_distinct(paths: list[Path], out: Path) -> None:
         seen.add(path.resolve())
     if out.resolve() in seen:
         raise input_error(out, "the output would overwrite an input")
+    if out.is_dir():
+        raise input_error(out, "the output is a folder; give a file name such as store.h5")
 
 
 def _group_names(paths: list[Path]) -> list[str]:
@@ -190,8 +205,11 @@ def _write_input(
             "softmasked_bases": np.array(masked, dtype=np.int64),
         }
     )
-    total = sum(lengths)
-    if total and sum(masked) == total:
+    _warn_if_all_masked(path, sum(lengths), sum(masked))
+
+
+def _warn_if_all_masked(path: Path, total: int, masked: int) -> None:
+    if total and masked == total:
         log.warning(
             "%s: every one of its %s bases is soft-masked (lowercase); if the file is lowercase "
             "for another reason than repeat masking, soft-mask weighting will treat it all as "
@@ -206,17 +224,13 @@ def _create_contig(
 ) -> tuple[h5py.Dataset, h5py.Dataset]:
     packed = (length + 7) // 8
     if length == 0:  # HDF5 chunks cannot be empty
-        return (
-            tokens.create_dataset(key, shape=(0,), dtype=np.uint8),
-            softmask.create_dataset(key, shape=(0,), dtype=np.uint8),
-        )
+        empty = {"shape": (0,), "dtype": np.uint8}
+        return tokens.create_dataset(key, **empty), softmask.create_dataset(key, **empty)
+    token_layout = {"chunks": (min(TOKEN_CHUNK, length),), "scaleoffset": 0}
+    mask_layout = {"chunks": (min(MASK_CHUNK, packed),), "compression": "lzf", "fillvalue": 0}
     return (
-        tokens.create_dataset(
-            key, shape=(length,), dtype=np.uint8, chunks=(min(TOKEN_CHUNK, length),), scaleoffset=0
-        ),
-        softmask.create_dataset(
-            key, shape=(packed,), dtype=np.uint8, chunks=(min(MASK_CHUNK, packed),), compression="lzf"
-        ),
+        tokens.create_dataset(key, shape=(length,), dtype=np.uint8, **token_layout),
+        softmask.create_dataset(key, shape=(packed,), dtype=np.uint8, **mask_layout),
     )
 
 
@@ -230,7 +244,8 @@ def _write_piece(
     tokens, softmask = contig
     tokens[offset : offset + ids.size] = ids
     packed = np.packbits(mask)
-    softmask[offset // 8 : offset // 8 + packed.size] = packed
+    if packed.any():  # chunks never written read as the fill value 0: nothing soft-masked
+        softmask[offset // 8 : offset // 8 + packed.size] = packed
 
 
 def dataset_key(name: str) -> str:
@@ -271,7 +286,7 @@ class TokenStore:
             self._read_layout()
         except (KeyError, ValueError, TypeError, OSError) as error:
             self._h5.close()
-            raise input_error(path, f"damaged token store: {error}") from None
+            raise input_error(path, f"damaged token store: {one_line(error)}") from None
         except PipelineError:
             self._h5.close()
             raise
@@ -287,6 +302,12 @@ class TokenStore:
                 f"reads ({STORE_FORMAT_VERSION}); update titans-dna",
             )
         self.tokenizer_version = str(attrs["tokenizer_version"])
+        if self.tokenizer_version != _TOKENIZER.version:
+            raise input_error(
+                self.path,
+                f"tokenized with {self.tokenizer_version}, but this version reads "
+                f"{_TOKENIZER.version} token ids: tokenize the inputs again",
+            )
         self.inputs: list[InputInfo] = []
         self.contigs: list[ContigInfo] = []
         self._keys: list[tuple[str, str]] = []

@@ -43,6 +43,8 @@ _ID_TABLE = _id_table()
 _UPPER_TABLE = bytes(b"?????ACGTN".ljust(256, b"?"))
 _LOWER_TABLE = bytes(b"?????acgtn".ljust(256, b"?"))
 _SPECIAL_NAMES = np.array(TOKENS, dtype=object)
+_COMPLEMENT_UINT8 = np.arange(256, dtype=np.uint8)
+_COMPLEMENT_UINT8[[A_ID, C_ID, G_ID, T_ID]] = [T_ID, G_ID, C_ID, A_ID]
 
 
 class InvalidSequenceError(ValueError):
@@ -168,6 +170,8 @@ class DNATokenizer:
             is_base = (ids >= A_ID) & (ids <= T_ID)
             return torch.where(is_base, A_ID + T_ID - ids, ids).flip(-1)
         arr = np.asarray(ids)
+        if arr.dtype == np.uint8:  # the common case (token stores): one table lookup
+            return np.take(_COMPLEMENT_UINT8, arr[..., ::-1])
         is_base = (arr >= A_ID) & (arr <= T_ID)
         flipped = np.where(is_base, A_ID + T_ID - arr, arr).astype(arr.dtype, copy=False)
         return np.ascontiguousarray(flipped[..., ::-1])

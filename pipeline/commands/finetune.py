@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     import logging
 
+    import torch
+
     from pipeline.atomic import atomic_dir, check_output_parent
     from pipeline.finetune import FinetuneOptions, finetune, save_outputs
     from pipeline.modelio import new_classifier, resolve_device
@@ -78,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_parent(args.out)
     device = resolve_device(args.device)
     task = load_task(args.task, genome=args.genome, seed=args.seed)
+    torch.manual_seed(args.seed)  # the new head's initial weights
     model = new_classifier(
         args.checkpoint,
         num_labels=task.num_labels,

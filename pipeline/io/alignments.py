@@ -15,8 +15,8 @@ from pathlib import Path
 import pysam
 
 from pipeline.errors import input_error
-from pipeline.io.detect import one_line, quiet_htslib, read_failure
 from pipeline.io.fastx import open_indexed_fasta
+from pipeline.io.files import one_line, quiet_htslib, read_failure
 from pipeline.io.records import SequenceRecord
 
 log = logging.getLogger("titans_dna")

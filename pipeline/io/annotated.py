@@ -13,7 +13,7 @@ from Bio import SeqIO
 from Bio.Seq import UndefinedSequenceError
 
 from pipeline.errors import input_error
-from pipeline.io.detect import open_text, read_failure
+from pipeline.io.files import open_text, read_failure
 from pipeline.io.records import SequenceRecord
 
 

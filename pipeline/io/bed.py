@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import input_error
-from pipeline.io.detect import check_readable, open_text
 from pipeline.io.fastx import open_indexed_fasta
+from pipeline.io.files import check_readable, open_text
 from pipeline.io.records import SequenceRecord, checked_records
 
 _COMPLEMENT = bytes.maketrans(b"ACGTRYSWKMBDHVNacgtryswkmbdhvn", b"TGCAYRSWMKVHDBNtgcayrswmkvhdbn")

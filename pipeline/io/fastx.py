@@ -9,15 +9,17 @@ from pathlib import Path
 import pysam
 
 from pipeline.errors import input_error
-from pipeline.io.detect import (
+from pipeline.io.detect import detect_format
+from pipeline.io.files import (
+    GZIP_MAGIC,
     check_bgzf_eof,
     check_readable,
-    detect_format,
     is_bgzf,
     one_line,
     quiet_htslib,
     read_failure,
 )
+from pipeline.io.indexed import MAX_CHECKED_RECORDS, index_matches, read_fai
 from pipeline.io.records import SequenceRecord
 
 
@@ -63,6 +65,7 @@ def open_indexed_fasta(path: str | Path, *, build_index: bool = True) -> pysam.F
         raise input_error(path, f"expected an indexable FASTA genome, found {fmt}")
     if _index_missing(path):
         _build_index(path, build_index)
+    _check_index(path)
     with quiet_htslib():
         try:
             return pysam.FastaFile(str(path))
@@ -75,9 +78,19 @@ def _index_missing(path: Path) -> bool:
     return not all(p.is_file() for p in needed)
 
 
+def _check_index(path: Path) -> None:
+    entries = read_fai(Path(f"{path}.fai"))
+    if entries and len(entries) <= MAX_CHECKED_RECORDS and not index_matches(path, entries):
+        raise input_error(
+            path,
+            "its .fai index does not match the file (stale, or built over duplicate record "
+            "names); remove the index to rebuild it",
+        )
+
+
 def _build_index(path: Path, build_index: bool) -> None:
     with path.open("rb") as handle:
-        gzip_not_bgzf = handle.read(2) == b"\x1f\x8b" and not is_bgzf(path)
+        gzip_not_bgzf = handle.read(2) == GZIP_MAGIC and not is_bgzf(path)
     if gzip_not_bgzf:
         raise input_error(
             path, "gzip (not bgzip) FASTA has no random access; recompress it with bgzip"

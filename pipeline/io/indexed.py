@@ -18,8 +18,9 @@ import pysam
 from pysam.libcbgzf import BGZFile
 
 from pipeline.errors import input_error
-from pipeline.io.detect import check_bgzf_eof, is_bgzf, quiet_htslib
+from pipeline.io.files import check_bgzf_eof, is_bgzf, one_line, quiet_htslib
 
+MAX_CHECKED_RECORDS = 10_000
 _MAX_HEADER_BYTES = 1 << 20  # a gap longer than this between records is not one header line
 
 
@@ -43,25 +44,34 @@ class FaiEntry:
         return (full - 1) * self.line_width + self.line_bases
 
 
-def verified_index(path: Path, max_records: int) -> list[FaiEntry] | None:
-    """The index entries of FASTA `path` if an index exists and tiles the file, else None.
+def verified_index(path: Path) -> list[FaiEntry] | None:
+    """The index entries of FASTA `path` if its index exists and tiles the file, else None.
 
-    Files with more than `max_records` records return None: the check costs one small read
+    Files of more than MAX_CHECKED_RECORDS records return None: the check costs one small read
     per record, and short records gain nothing from segmented reading.
     """
-    entries = _read_fai(Path(f"{path}.fai"))
-    if entries is None or not entries or len(entries) > max_records:
+    entries = read_fai(Path(f"{path}.fai"))
+    if not entries or len(entries) > MAX_CHECKED_RECORDS:
         return None
+    return entries if index_matches(path, entries) else None
+
+
+def index_matches(path: Path, entries: list[FaiEntry]) -> bool:
+    """True when the index entries tile the file: header lines and sequence lines, nothing else."""
     bgzf = is_bgzf(path)
     if bgzf:
         if not Path(f"{path}.gzi").is_file():
-            return None
+            return False
         check_bgzf_eof(path)
-    with _RawReader(path, bgzf) as raw:
-        return entries if _tiles(raw, entries) else None
+    try:
+        with _RawReader(path, bgzf) as raw:
+            return _tiles(raw, entries)
+    except (OSError, ValueError):  # an unreadable or mismatched .gzi
+        return False
 
 
-def _read_fai(fai: Path) -> list[FaiEntry] | None:
+def read_fai(fai: Path) -> list[FaiEntry] | None:
+    """Entries of a FASTA .fai index; None when missing or not a FASTA index."""
     if not fai.is_file():
         return None
     entries = []
@@ -113,8 +123,10 @@ class _RawReader:
         if self._bgzf:
             # A BGZF virtual offset is (block's file offset << 16) | offset inside the block.
             block = int(np.searchsorted(self._blocks[:, 1], offset, side="right")) - 1
-            compressed, uncompressed = self._blocks[block]
-            self._handle.seek((int(compressed) << 16) | (offset - int(uncompressed)))
+            compressed, uncompressed = (int(v) for v in self._blocks[block])
+            if offset - uncompressed >= 1 << 16:  # past the last block: a stale .gzi
+                raise ValueError(f"offset {offset} is beyond the .gzi blocks")
+            self._handle.seek((compressed << 16) | (offset - uncompressed))
         else:
             self._handle.seek(offset)
         return self._handle.read(size)
@@ -155,7 +167,8 @@ def _fetch(path: Path, fasta: pysam.FastaFile, name: str, start: int, stop: int)
             f"{start + error.start} (0-based) is not text",
         ) from None
     except (OSError, ValueError) as error:
-        raise input_error(path, f"record {name!r}: cannot read {start}-{stop}: {error}") from None
+        message = one_line(error)
+        raise input_error(path, f"record {name!r}: cannot read {start}-{stop}: {message}") from None
     if len(text) != stop - start:
         raise input_error(path, f"record {name!r}: the .fai index does not match the file")
     return text.encode("utf-8")

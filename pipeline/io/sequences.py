@@ -10,8 +10,9 @@ from pipeline.errors import input_error
 from pipeline.io.alignments import read_alignments
 from pipeline.io.annotated import read_annotated
 from pipeline.io.bed import read_bed_sequences
-from pipeline.io.detect import FORMATS, check_readable, detect_format
+from pipeline.io.detect import FORMATS, detect_format
 from pipeline.io.fastx import read_fastx
+from pipeline.io.files import check_readable
 from pipeline.io.indexed import iter_segments, verified_index
 from pipeline.io.records import SequenceRecord, checked_records
 
@@ -49,7 +50,6 @@ def read_sequences(
 class SequencePiece:
     """A record, or a segment of one: `data` holds bases offset..offset+len(data) of `length`."""
 
-    record: int
     name: str
     length: int
     offset: int
@@ -57,7 +57,6 @@ class SequencePiece:
 
 
 SEGMENT_BASES = 1 << 22  # a multiple of the token store's chunk sizes
-_MAX_INDEXED_RECORDS = 10_000
 
 
 def read_sequence_pieces(
@@ -76,11 +75,11 @@ def read_sequence_pieces(
     """
     path = check_readable(path)
     fmt = detect_format(path) if fmt == "auto" else fmt
-    entries = verified_index(path, _MAX_INDEXED_RECORDS) if fmt == "fasta" else None
+    entries = verified_index(path) if fmt == "fasta" else None
     if entries is not None and max(entry.length for entry in entries) > segment:
         for index, offset, data in iter_segments(path, entries, segment):
             entry = entries[index]
-            yield SequencePiece(index, entry.name, entry.length, offset, data)
+            yield SequencePiece(entry.name, entry.length, offset, data)
         return
-    for index, record in enumerate(read_sequences(path, reference=reference, fmt=fmt)):
-        yield SequencePiece(index, record.name, len(record.sequence), 0, record.sequence)
+    for record in read_sequences(path, reference=reference, fmt=fmt):
+        yield SequencePiece(record.name, len(record.sequence), 0, record.sequence)

@@ -199,6 +199,13 @@ def test_fastq_and_bam_inputs(
     with h5py.File(out, "r") as f:
         assert f["embeddings"].shape == (count, 32)
         assert np.isfinite(f["embeddings"][:]).all()
+        from_bam = f["embeddings"][:]
+
+    cram, reference = shared_data / "fixtures" / "range.cram", shared_data / "fixtures" / "ce.fa"
+    out = tmp_path / "cram.h5"
+    assert embed(cram, lm_checkpoint, out, "--reference", str(reference)) == 0
+    with h5py.File(out, "r") as f:  # the same reads, decoded against their reference
+        np.testing.assert_allclose(f["embeddings"][:], from_bam, rtol=1e-5, atol=1e-6)
 
 
 def test_a_classifier_checkpoint_embeds_with_its_language_model(

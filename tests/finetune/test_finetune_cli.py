@@ -178,3 +178,52 @@ def test_output_in_a_missing_folder_fails_before_any_work(
     task = gue_slice("prom_core_all", train=20, dev=0, test=0)
     assert finetune(task, tmp_path / "missing" / "run", "none") == 2
     one_line_error(capsys, "does not exist")
+
+
+def test_schedule_warms_up_then_decays() -> None:
+    from pipeline.finetune import lr_factor
+
+    assert lr_factor(0.025, 0.05, "cosine") == pytest.approx(0.5)
+    assert lr_factor(0.05, 0.05, "cosine") == pytest.approx(1.0)
+    assert lr_factor(0.525, 0.05, "cosine") == pytest.approx(0.5)
+    assert lr_factor(1.0, 0.05, "cosine") == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(0.525, 0.05, "linear") == pytest.approx(0.5)
+
+
+def test_the_budget_stops_training(gue_slice, tiny_lm_checkpoint: Path, tmp_path: Path) -> None:
+    task = gue_slice("prom_core_all", train=64, dev=16, test=16)
+    out = tmp_path / "run"
+    assert (
+        finetune(
+            task,
+            out,
+            str(tiny_lm_checkpoint),
+            "--epochs",
+            "100000",
+            "--max-minutes",
+            "0.05",
+            "--patience",
+            "100000",
+        )
+        == 0
+    )
+    metrics = metrics_of(out)
+    assert metrics["stopped_by"] == "budget"
+    assert metrics["wall_seconds"] < 15
+
+
+def test_test_labels_never_influence_training_or_selection(
+    gue_slice, tiny_lm_checkpoint: Path, tmp_path: Path
+) -> None:
+    task = gue_slice("mouse_0", train=64, dev=32, test=32)
+    runs = []
+    for flip in (False, True):
+        if flip:
+            rows = (task / "test.csv").read_text().splitlines()
+            flipped = [r[:-1] + str(1 - int(r[-1])) for r in rows[1:]]
+            (task / "test.csv").write_text("\n".join([rows[0], *flipped]) + "\n")
+        out = tmp_path / f"run{int(flip)}"
+        assert finetune(task, out, str(tiny_lm_checkpoint), "--epochs", "3") == 0
+        runs.append(metrics_of(out))
+    assert runs[0]["dev"] == runs[1]["dev"] and runs[0]["best_step"] == runs[1]["best_step"]
+    assert runs[0]["test"]["accuracy"] == pytest.approx(1 - runs[1]["test"]["accuracy"])

@@ -1,49 +1,13 @@
-"""Token stores built from the real lambda phage genome, and a tiny pretraining configuration."""
+"""Token stores built from the real lambda phage genome."""
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import pytest
 
-from pipeline.pretrain.config import PretrainConfig, load_config
 from pipeline.tokenstore import write_token_store
-
-# A tiny model and short run: every test trains in a few seconds on one core.
-TINY = [
-    "model.d_model=32",
-    "model.n_layers=2",
-    "model.n_heads=2",
-    "model.chunk_size=32",
-    "model.segment_len=64",
-    "model.window=64",
-    "train.context=128",
-    "train.batch_size=4",
-    "train.max_steps=12",
-    "train.log_every=2",
-    "optim.warmup_steps=3",
-    "eval.every=6",
-    "eval.max_tokens=1024",
-    "eval.markov_max_order=3",
-    "checkpoint.every=4",
-]
-
-
-def lambda_sequence(shared_data: Path) -> str:
-    """The lambda phage genome (48.5 kbp) as one uppercase string."""
-    with gzip.open(shared_data / "genomes" / "lambda_phage.fa.gz", "rt") as handle:
-        return "".join(line.strip() for line in handle if not line.startswith(">"))
-
-
-def write_fasta(path: Path, records: dict[str, str]) -> Path:
-    """A plain FASTA with one record per item, 80 letters per line."""
-    lines = []
-    for name, seq in records.items():
-        lines.append(f">{name}")
-        lines.extend(seq[i : i + 80] for i in range(0, len(seq), 80))
-    path.write_text("\n".join(lines) + "\n")
-    return path
+from tests.pretrain.helpers import lambda_sequence, write_fasta
 
 
 @pytest.fixture(scope="session")
@@ -70,8 +34,3 @@ def split_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = folder / "split.h5"
     write_token_store([fasta], out)
     return out
-
-
-def tiny_config(stores: list[Path], *sets: str) -> PretrainConfig:
-    """The TINY configuration on `stores`, with further `--set` overrides."""
-    return load_config(None, [*TINY, *sets], [str(s) for s in stores])

@@ -95,7 +95,7 @@ def test_invalid_values(item: str, message: str) -> None:
 
 
 def test_no_store_is_an_error() -> None:
-    with pytest.raises(PipelineError, match="data.stores is empty"):
+    with pytest.raises(PipelineError, match=r"data\.stores is empty"):
         load_config(None, [])
 
 

@@ -15,7 +15,7 @@ from pipeline.pretrain.markov import (
     evaluate_markov,
     reverse_complement_ids,
 )
-from tests.pretrain.conftest import lambda_sequence
+from tests.pretrain.helpers import lambda_sequence
 from titans_dna.tokenizer import DNATokenizer
 
 TOKENIZER = DNATokenizer()
@@ -83,7 +83,8 @@ def test_both_strands_counts_reverse_complement() -> None:
     counts = MarkovCounts([ids], 1, both_strands=True)
     rc = reverse_complement_ids(ids)
     assert TOKENIZER.decode(rc) == "CGGGTTTT"
-    assert counts.raw[0].ravel().tolist() == [5, 4, 4, 3]  # A C G T over both strands
+    assert counts.raw[0].ravel().tolist() == [4, 4, 4, 4]  # A C G T over both strands
+    assert counts.raw[1][0, 0] == 3 and counts.raw[1][3, 3] == 3  # AA forward, TT reverse
 
 
 def test_real_genome_markov_beats_uniform(lambda_ids: np.ndarray) -> None:

@@ -72,10 +72,12 @@ def http_server() -> Iterator[Server]:
     server.httpd.server_close()
 
 
-def demo_config(shared_data: Path, workdir: Path) -> dict:
-    """The default (demo) configuration with its ../shared/data paths made absolute."""
-    text = DEFAULT_CONFIG.read_text().replace(SHARED_PREFIX, f"{shared_data}/")
-    return yaml.safe_load(text)
+def demo_config(shared_data: Path) -> dict:
+    """The default (demo) configuration with its relative paths made absolute, so that it runs
+    in any folder: ../shared/data and the repository's pretrain configuration."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text().replace(SHARED_PREFIX, f"{shared_data}/"))
+    config["pretrain"]["config"] = str(REPO / config["pretrain"]["config"])
+    return config
 
 
 def write_config(workdir: Path, config: dict) -> Path:

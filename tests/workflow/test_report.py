@@ -36,7 +36,10 @@ def _pretrain_dir(root: Path) -> Path:
             row = [step, step * 4096, 1024, 1e-3, loss]
             row += [loss + 0.01, (loss + 0.01) / np.log(2)] if evaluated else ["", ""]
             writer.writerow(row)
-    (folder / "summary.json").write_text(json.dumps({"val_bits_per_base": 1.91, "wall_s": 61.5}))
+    (folder / "model" / ".snakemake_timestamp").write_text("")
+    markov = {"best_order": 7, "bits_per_base": 1.9495, "bits_per_order": {"0": 1.99}}
+    summary = {"val_bits_per_base": 1.91, "wall_s": 61.5, "markov": markov}
+    (folder / "summary.json").write_text(json.dumps(summary))
     return folder
 
 
@@ -107,6 +110,8 @@ def test_report_has_metrics_table_images_and_provenance(outputs: ReportInputs, t
     assert "0.716" in table  # the published DNABERT-2 MCC of prom_300_tata
     assert hashlib.sha256(b">x\nACGT\n").hexdigest() in document
     assert hashlib.sha256(b"weights").hexdigest() in document  # checkpoint checksum
+    assert ".snakemake_timestamp" not in document
+    assert "order-7 Markov baseline bits/base</th><td>1.950" in document
     assert "model: tiny" in document and "torch" in document
     assert 'src="http' not in document and "<script" not in document  # self-contained
 

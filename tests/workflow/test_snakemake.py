@@ -16,7 +16,7 @@ CONDA_LINT = "Specify a conda environment or container for each rule."
 
 @pytest.fixture
 def config(shared_data: Path, tmp_path: Path) -> dict:
-    return demo_config(shared_data, tmp_path)
+    return demo_config(shared_data)
 
 
 def _planned_jobs(output: str) -> dict[str, int]:

@@ -73,26 +73,31 @@ class _PersistentAttention(nn.Module):
         q, q_rot: [B, H, ..., Tq, D] unrotated and rotated queries; k_rot, v: [B, H, ..., Tk, D];
         mask: [..., Tq, P + Tk] boolean (True = attend). Returns [B, H, ..., Tq, D].
         """
-        n_persistent = self.persistent.shape[0]
-        if n_persistent:
-            pk, pv = self._kv(self.persistent.to(v.dtype)[None])  # [1, H, P, D]
-            lead = v.shape[:-2]
-            grid = (1, self.n_heads, *([1] * (len(lead) - 2)), n_persistent, self.head_dim)
-            pk = pk.reshape(grid).expand(*lead, n_persistent, self.head_dim)
-            pv = pv.reshape(grid).expand(*lead, n_persistent, self.head_dim)
-            q_rot = torch.cat([q_rot, q], dim=-1)
-            k_rot = torch.cat(
-                [
-                    torch.cat([torch.zeros_like(pk), pk], -1),
-                    torch.cat([k_rot, torch.zeros_like(k_rot)], -1),
-                ],
-                dim=-2,
-            )
-            v = torch.cat([pv, v], dim=-2)
+        if self.persistent.shape[0]:
+            q_rot, k_rot, v = self._join_persistent(q, q_rot, k_rot, v)
         p = self.dropout if self.training else 0.0
         return F.scaled_dot_product_attention(
             q_rot, k_rot, v, attn_mask=mask, dropout_p=p, scale=self.head_dim**-0.5
         )
+
+    def _join_persistent(
+        self, q: torch.Tensor, q_rot: torch.Tensor, k_rot: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries [q_rot | q], keys [[0 | p_k]; [k_rot | 0]], values [p_v; v]."""
+        n_persistent = self.persistent.shape[0]
+        pk, pv = self._kv(self.persistent.to(v.dtype)[None])  # [1, H, P, D]
+        lead = v.shape[:-2]
+        grid = (1, self.n_heads, *([1] * (len(lead) - 2)), n_persistent, self.head_dim)
+        pk = pk.reshape(grid).expand(*lead, n_persistent, self.head_dim)
+        pv = pv.reshape(grid).expand(*lead, n_persistent, self.head_dim)
+        keys = torch.cat(
+            [
+                torch.cat([torch.zeros_like(pk), pk], -1),
+                torch.cat([k_rot, torch.zeros_like(k_rot)], -1),
+            ],
+            dim=-2,
+        )
+        return torch.cat([q_rot, q], dim=-1), keys, torch.cat([pv, v], dim=-2)
 
     def _merge(self, y: torch.Tensor) -> torch.Tensor:
         """[B, H, T, D] -> out_proj([B, T, H*D])."""
@@ -149,7 +154,9 @@ class SlidingWindowAttention(_PersistentAttention):
         y = self._attend(q_blocks, q_rot, k_span, v_span, mask)
         return self._merge(y.flatten(2, 3)[:, :, :length]), new_cache
 
-    def _rotate(self, q: torch.Tensor, k: torch.Tensor, block: int):
+    def _rotate(
+        self, q: torch.Tensor, k: torch.Tensor, block: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries at local positions 0..block-1, keys at -window..block-1 (same in every block)."""
         device = q.device
         cos_q, sin_q = self.rotary.angles(torch.arange(block, device=device), q.dtype)

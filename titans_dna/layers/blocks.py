@@ -71,7 +71,9 @@ class LMMBlock(_FeedForward):
         self.memory = _memory(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, state: NeuralMemoryState | None = None):
+    def forward(
+        self, x: torch.Tensor, state: NeuralMemoryState | None = None
+    ) -> tuple[torch.Tensor, NeuralMemoryState]:
         m, state = self.memory(self.memory_norm(x), state)
         return self.feed_forward(x + self.dropout(m)), state
 
@@ -102,23 +104,28 @@ class MACBlock(_FeedForward):
         self.gate = NormalizedGate(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, state: MACState | None = None):
-        xn = self.input_norm(x)
+    def forward(
+        self, x: torch.Tensor, state: MACState | None = None
+    ) -> tuple[torch.Tensor, MACState]:
         if state is None:
             mem = self.memory.initial_state(x.shape[0], x.device, x.dtype)
             state = MACState(read_conv=mem.conv_q, memory=mem)
-        read_conv, mem = state.read_conv, state.memory
         outputs = []
-        for segment in xn.split(self.segment_len, dim=1):
-            # h_t = M_{t-1}*(q_t): the memory before this segment, queried without an update
-            h, read_conv = self.memory.read(segment, mem.memory, read_conv)
-            y = self.attention(segment, self.context_norm(h))
-            # the memory learns from the attention output, then is read at it (per token:
-            # y_t is answered by the memory after updates up to t only, which keeps causality)
-            m, mem = self.memory(self.memory_norm(y), mem)
-            outputs.append(self.gate(y, m))
+        for segment in self.input_norm(x).split(self.segment_len, dim=1):
+            out, state = self._segment(segment, state)
+            outputs.append(out)
         x = x + self.dropout(torch.cat(outputs, dim=1))
-        return self.feed_forward(x), MACState(read_conv, mem)
+        return self.feed_forward(x), state
+
+    def _segment(self, segment: torch.Tensor, state: MACState) -> tuple[torch.Tensor, MACState]:
+        """One segment [B, S, d_model] (normalised) -> (gated output [B, S, d_model], state)."""
+        # h_t = M_{t-1}*(q_t): the memory as it stood before this segment, queried without update
+        h, read_conv = self.memory.read(segment, state.memory.memory, state.read_conv)
+        y = self.attention(segment, self.context_norm(h))
+        # The memory learns from the attention output and is then read at it. Per token, y_t is
+        # answered by the memory after the updates up to t only, which keeps the model causal.
+        m, mem = self.memory(self.memory_norm(y), state.memory)
+        return self.gate(y, m), MACState(read_conv, mem)
 
 
 @dataclass
@@ -141,7 +148,9 @@ class MAGBlock(_FeedForward):
         self.gate = NormalizedGate(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, state: MAGState | None = None):
+    def forward(
+        self, x: torch.Tensor, state: MAGState | None = None
+    ) -> tuple[torch.Tensor, MAGState]:
         xn = self.input_norm(x)
         a, cache = self.attention(xn, state.attention if state else None)
         m, mem = self.memory(xn, state.memory if state else None)
@@ -169,7 +178,9 @@ class MALBlock(_FeedForward):
         self.attention = _window_attention(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, state: MALState | None = None):
+    def forward(
+        self, x: torch.Tensor, state: MALState | None = None
+    ) -> tuple[torch.Tensor, MALState]:
         m, mem = self.memory(self.memory_norm(x), state.memory if state else None)
         x = x + self.dropout(m)
         a, cache = self.attention(self.attention_norm(x), state.attention if state else None)

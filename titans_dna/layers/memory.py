@@ -89,7 +89,9 @@ class NeuralMemory(nn.Module):
         eta.fill_(_logit(_ETA_INIT))
         alpha.fill_(_logit(_ALPHA_INIT))
 
-    def initial_state(self, batch: int, device: torch.device, dtype: torch.dtype):
+    def initial_state(
+        self, batch: int, device: torch.device, dtype: torch.dtype
+    ) -> NeuralMemoryState:
         """State at a sequence start: zero conv history, learned memory weights."""
         inner = self.n_heads * self.head_dim
         history = self.q_conv.kernel_size - 1
@@ -136,7 +138,10 @@ class NeuralMemory(nn.Module):
         y = apply_memory(memory.weights, q, self.activation, self.residual)
         return self._output(x, y.to(x.dtype)), conv_q
 
-    def _queries(self, x: torch.Tensor, conv: torch.Tensor | None):
+    def _queries(
+        self, x: torch.Tensor, conv: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit-norm queries [B, T, H, D] and the new conv history."""
         q, conv = self.q_conv(self.q_proj(x), conv)
         return F.normalize(self._split(F.silu(q)), dim=-1), conv
 

@@ -102,7 +102,9 @@ start_slurm() {
 }
 
 run_workflow() {
-    sed "s#\.\./shared/data/#$SHARED/#" "$REPO/workflows/config/config.yaml" >"$WORK/config.yaml"
+    # the demo configuration, with its relative paths made absolute for the work folder
+    sed -e "s#\.\./shared/data/#$SHARED/#" -e "s#config: workflows/#config: $REPO/workflows/#" \
+        "$REPO/workflows/config/config.yaml" >"$WORK/config.yaml"
     mkdir -p "$WORK/run"
     say "running the demo workflow through SLURM in $WORK/run"
     "$BIN/snakemake" --snakefile "$REPO/Snakefile" --directory "$WORK/run" \

@@ -15,15 +15,23 @@ from torch import Tensor
 
 
 class Activation(NamedTuple):
-    """σ and σ' (elementwise)."""
+    """σ, σ' and (σ, σ') together (elementwise; the pair shares intermediate results)."""
 
     fn: Callable[[Tensor], Tensor]
     grad: Callable[[Tensor], Tensor]
+    value_and_grad: Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
 def _silu_grad(x: Tensor) -> Tensor:
     s = torch.sigmoid(x)
     return s * (1 + x * (1 - s))
+
+
+def _silu_value_and_grad(x: Tensor) -> tuple[Tensor, Tensor]:
+    s = torch.sigmoid(x)
+    value = x * s
+    # σ' = s (1 + x (1 − s)) = s + s (x − σ)
+    return value, torch.addcmul(s, s, x - value)
 
 
 def _gelu_grad(x: Tensor) -> Tensor:
@@ -37,10 +45,16 @@ def _relu_grad(x: Tensor) -> Tensor:
     return (x > 0).to(x.dtype)
 
 
+def _separately(fn: Callable[[Tensor], Tensor], grad: Callable[[Tensor], Tensor]):
+    return lambda x: (fn(x), grad(x))
+
+
 ACTIVATIONS: dict[str, Activation] = {
-    "silu": Activation(torch.nn.functional.silu, _silu_grad),
-    "gelu": Activation(torch.nn.functional.gelu, _gelu_grad),
-    "relu": Activation(torch.relu, _relu_grad),
+    "silu": Activation(torch.nn.functional.silu, _silu_grad, _silu_value_and_grad),
+    "gelu": Activation(
+        torch.nn.functional.gelu, _gelu_grad, _separately(torch.nn.functional.gelu, _gelu_grad)
+    ),
+    "relu": Activation(torch.relu, _relu_grad, _separately(torch.relu, _relu_grad)),
 }
 
 

@@ -14,12 +14,19 @@ inputs X (the queries, then the previous layer's dual-form activations) and key-
 
     Z = diag(β) X W_0ᵀ + diag(γ) X S_0ᵀ − ((X Hᵀ) ⊙ D) diag(2θc) Δ.
 
-Everything that does not depend on the state (gate matrices, the first layer's X Hᵀ ⊙ D, the
-β/γ-scaled queries, the end-of-chunk weighting of the keys) is computed for all chunks at once;
-the Python loop over chunks does only the state-dependent matrix products. W and S of a layer
-are carried side by side as one [out, 2 in] tensor so each product is a single batched matmul.
-Products of gates are exponentials of sums of logarithms over index ranges (never divisions of
-cumulative products, which underflow). Autograd differentiates the whole computation.
+Only the state recurrence is sequential. The computation runs in three phases:
+
+1. everything that does not depend on the state (gate matrices, the first layer's Q Kᵀ ⊙ D),
+   for all chunks at once;
+2. a Python loop over chunks that carries (W, S): the surprise at W_0 (key forward pass and
+   backpropagated errors) and the end-of-chunk state, nothing else;
+3. retrieval (the formula above) for all chunks at once, from the chunk-start states phase 2
+   recorded: a few large batched matrix products instead of many small ones per chunk.
+
+W and S of a layer are carried stacked, [2, out, in], so the end-of-chunk decay is one small
+matrix product and the rank-b update of both is one more. Products of gates are exponentials of
+sums of logarithms over index ranges (never divisions of cumulative products, which underflow).
+Autograd differentiates the whole computation.
 """
 
 from __future__ import annotations
@@ -34,35 +41,38 @@ from torch import Tensor
 from titans_dna.ops.memory.activations import Activation, get_activation
 from titans_dna.ops.memory.state import MemoryState
 
+RETRIEVAL_MATRICES = int(__import__("os").environ.get("RM", "32"))
+
 
 class ChunkGates(NamedTuple):
     """Gate products of every chunk; N = B*H, nc chunks of b tokens.
 
-    decay [nc, N, b, b]: D_{t,i} (zero above the diagonal); beta, gamma [nc, N, b, 1];
-    end_decay, end_momentum [nc, N, b]: D and P on each chunk's last real row;
-    end_beta, end_gamma, end_rho [nc, N, 1, 1]: β, γ and ρ there.
+    decay [nc, N, b, b]: D_{t,i} (zero above the diagonal);
+    retrieval [nc, N, b, 2, 1]: (β_t, γ_t), the weights of W_0 and S_0 in W_t;
+    end_weights [nc, N, b, 2, 1]: (D_{r,i}, P_{r,i}) on each chunk's last real row r;
+    end_keep [nc, N, 1, 2, 1]: (β_r, ρ); end_gamma [nc, N, 1, 1]: γ_r; so that
+    (W_b, S_b) = (β_r W_0 + γ_r S_0, ρ S_0) − Σ_i (D_{r,i}, P_{r,i}) 2θ_i c_i δ_i h_iᵀ.
     """
 
     decay: Tensor
-    beta: Tensor
-    gamma: Tensor
-    end_decay: Tensor
-    end_momentum: Tensor
-    end_beta: Tensor
+    retrieval: Tensor
+    end_weights: Tensor
+    end_keep: Tensor
     end_gamma: Tensor
-    end_rho: Tensor
 
 
 def segment_sums(x: Tensor) -> Tensor:
     """out[..., t, s] = Σ_{s<j≤t} x[..., j] for t >= s, -inf above the diagonal.
 
-    x: [..., b] -> [..., b, b]. Each entry sums only its own range (a masked cumulative sum), so
-    the exponential is exact even next to a huge log-gate (no difference of large prefix sums).
+    x: [..., b] log-gates -> [..., b, b], as differences of prefix sums within the chunk. The
+    log-gates are clamped to >= log(eps/2) (``_log_gates``), so a difference is off by at most
+    about b·|log(eps/2)|·eps in absolute terms, the relative error of the product it gives: 1e-4
+    in float32 at b = 64 when every gate of the chunk is saturated, ~1e-7 for ordinary gates.
     """
     b = x.shape[-1]
-    ones = torch.ones(b, b, dtype=torch.bool, device=x.device)
-    terms = x.unsqueeze(-1).expand(*x.shape, b).masked_fill(~ones.tril(-1), 0)
-    return terms.cumsum(-2).masked_fill(~ones.tril(), -math.inf)
+    prefix = x.cumsum(-1)
+    lower = torch.ones(b, b, dtype=torch.bool, device=x.device).tril()
+    return (prefix.unsqueeze(-1) - prefix.unsqueeze(-2)).masked_fill(~lower, -math.inf)
 
 
 def chunk_gates(log_keep: Tensor, log_eta: Tensor, last: Tensor) -> ChunkGates:
@@ -72,37 +82,40 @@ def chunk_gates(log_keep: Tensor, log_eta: Tensor, last: Tensor) -> ChunkGates:
     decay = keep @ mom
     beta = log_keep.cumsum(-1).exp()
     eta_prod = log_eta.cumsum(-1).exp()  # P_{s,0}
-    gamma = keep @ eta_prod.unsqueeze(-1)
+    gamma = (keep @ eta_prod.unsqueeze(-1)).squeeze(-1)
     rows = torch.arange(decay.shape[0], device=decay.device)
+    end_beta, end_gamma, end_rho = (x[rows, :, last] for x in (beta, gamma, eta_prod))
     return ChunkGates(
         decay=decay,
-        beta=beta.unsqueeze(-1),
-        gamma=gamma,
-        end_decay=decay[rows, :, last],
-        end_momentum=mom[rows, :, last],
-        end_beta=beta[rows, :, last][..., None, None],
-        end_gamma=gamma[rows, :, last].unsqueeze(-1),
-        end_rho=eta_prod[rows, :, last][..., None, None],
+        retrieval=torch.stack([beta, gamma], -1).unsqueeze(-1),
+        end_weights=torch.stack([decay[rows, :, last], mom[rows, :, last]], -1).unsqueeze(-1),
+        end_keep=torch.stack([end_beta, end_rho], -1)[..., None, :, None],
+        end_gamma=end_gamma[..., None, None],
     )
 
 
-def _to_chunks(x: Tensor, b: int, pad_value: float = 0.0) -> Tensor:
-    """[B, T, H, *f] -> [nc, B*H, b, *f], padding T up to a multiple of b."""
+def _to_chunks(x: Tensor, b: int) -> Tensor:
+    """[B, T, H, *f] -> [nc, B*H, b, *f], zero-padding T up to a multiple of b.
+
+    Padded tokens only ever reach padded rows (every product is causal within a chunk).
+    """
     batch, length, heads = x.shape[:3]
     x = x.transpose(1, 2)
     n_chunks = -(-length // b)
     if n_chunks * b != length:
-        pad = [0, 0] * (x.dim() - 3) + [0, n_chunks * b - length]
-        x = F.pad(x, pad, value=pad_value)
+        x = F.pad(x, [0, 0] * (x.dim() - 3) + [0, n_chunks * b - length])
     x = x.reshape(batch * heads, n_chunks, b, *x.shape[3:])
     return x.transpose(0, 1).contiguous()
 
 
 def _log_gates(eta: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
-    """log(1−α), log η, clamped so that α = 1 or η = 0 give a finite log and finite gradients."""
-    info = torch.finfo(alpha.dtype)
-    log_keep = torch.log1p(-alpha.clamp(max=1 - info.eps / 2))
-    log_eta = eta.clamp(min=info.tiny).log()
+    """log(1−α), log η, with 1−α and η clamped to >= eps/2 (a relative leak below rounding).
+
+    α = 1 or η = 0 thus give finite logs and finite gradients.
+    """
+    floor = torch.finfo(alpha.dtype).eps / 2
+    log_keep = torch.log1p(-alpha.clamp(max=1 - floor))
+    log_eta = eta.clamp(min=floor).log()
     return log_keep, log_eta
 
 
@@ -111,139 +124,105 @@ def _clip_factor(norm_sq: Tensor, max_norm: float) -> Tensor:
     return max_norm * norm_sq.clamp(min=max_norm * max_norm).rsqrt()
 
 
-def _state_to_carry(state: MemoryState) -> list[Tensor]:
-    """[B, H, out, in] weights and momentum -> [B*H, out, 2 in] = [W | S] per layer."""
-    carry = []
-    for w, s in zip(state.weights, state.momentum, strict=True):
-        batch, heads, out, width = w.shape
-        carry.append(torch.cat([w, s], -1).reshape(batch * heads, out, 2 * width))
-    return carry
-
-
-def _carry_to_state(carry: list[Tensor], batch: int, heads: int) -> MemoryState:
-    weights, momentum = [], []
-    for ws in carry:
-        w, s = ws.reshape(batch, heads, ws.shape[1], ws.shape[2]).chunk(2, dim=-1)
-        weights.append(w)
-        momentum.append(s)
-    return MemoryState(tuple(weights), tuple(momentum))
-
-
-class _Chunk(NamedTuple):
-    """State-independent tensors of one chunk (views into the all-chunk precomputation)."""
+class _Step(NamedTuple):
+    """What the state recurrence needs of one chunk (views into the all-chunk tensors)."""
 
     keys: Tensor  # [N, b, D]
     values: Tensor  # [N, b, D] (values − keys for a residual memory)
     scale: Tensor  # [N, b, 1]: 2θ
     key_norm_sq: Tensor  # [N, b]: ‖k‖²
-    query_base: Tensor  # [N, b, 2D]: [β q | γ q]
-    query_scores: Tensor  # [N, b, b]: (Q Kᵀ) ⊙ D
-    key_update: Tensor  # [N, b, 2D]: [D_{b,:} k | P_{b,:} k]
-    decay: Tensor  # [N, b, b]
-    beta: Tensor  # [N, b, 1]
-    gamma: Tensor  # [N, b, 1]
-    end_decay: Tensor  # [N, b]
-    end_momentum: Tensor  # [N, b]
-    end_beta: Tensor  # [N, 1, 1]
+    end_weights: Tensor  # [N, b, 2, 1]
+    end_keep: Tensor  # [N, 1, 2, 1]
     end_gamma: Tensor  # [N, 1, 1]
-    end_rho: Tensor  # [N, 1, 1]
 
 
-def _precompute(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    theta: Tensor,
-    eta: Tensor,
-    alpha: Tensor,
-    b: int,
-    residual: bool,
-) -> list[_Chunk]:
-    """Everything the chunk loop needs that does not depend on the memory state, per chunk."""
-    length = q.shape[1]
-    queries, keys, values = (_to_chunks(x, b) for x in (q, k, v))
-    if residual:
-        values = values - keys
-    log_keep, log_eta = _log_gates(eta, alpha)
-    last = torch.full((queries.shape[0],), b - 1, device=q.device)
-    last[-1] = (length - 1) % b
-    gates = chunk_gates(_to_chunks(log_keep, b), _to_chunks(log_eta, b), last)
-    scale = 2 * _to_chunks(theta, b).unsqueeze(-1)
-    query_base = torch.cat([gates.beta * queries, gates.gamma * queries], -1)
-    query_scores = (queries @ keys.transpose(-1, -2)) * gates.decay
-    key_update = torch.cat(
-        [gates.end_decay.unsqueeze(-1) * keys, gates.end_momentum.unsqueeze(-1) * keys], -1
-    )
-    per_chunk = (
-        keys,
-        values,
-        scale,
-        keys.square().sum(-1),
-        query_base,
-        query_scores,
-        key_update,
-        *gates,
-    )
-    return [_Chunk(*parts) for parts in zip(*(x.unbind(0) for x in per_chunk), strict=True)]
+class _Surprise(NamedTuple):
+    """Per-layer results of one chunk's surprise, for retrieval: [N, b, *] each."""
+
+    deltas: list[Tensor]  # scaled errors 2θc δ_l
+    inputs: list[Tensor]  # key-side layer inputs h_{l-1} at W_0 (h_0 = keys)
 
 
-def _key_pass(
-    carry: list[Tensor], chunk: _Chunk, act: Activation
-) -> tuple[list[Tensor], list[Tensor], Tensor]:
-    """Surprise errors at W_0: (δ_l [N, b, out_l] per layer, layer inputs h_{l-1}, ‖u‖_F²/4).
-
-    u_l = 2 δ_l h_{l-1}ᵀ per token; the factor 2 lives in ``chunk.scale``.
-    """
-    inputs, pre = [chunk.keys], []
-    h = chunk.keys
+def _surprise(
+    carry: list[Tensor], step: _Step, act: Activation, max_norm: float | None
+) -> _Surprise:
+    """Errors δ_l at W_0 (u_l = 2 δ_l h_{l-1}ᵀ), scaled by 2θ and the clip factor."""
+    inputs, slopes = [step.keys], []
+    h = step.keys
     for layer, ws in enumerate(carry):
-        z = h @ ws[..., : ws.shape[-1] // 2].transpose(-1, -2)
+        z = h @ ws[:, :, 0].mT
         if layer < len(carry) - 1:
-            pre.append(z)
-            h = act.fn(z)
+            h, slope = act.value_and_grad(z)
             inputs.append(h)
-    deltas = [z - chunk.values]
+            slopes.append(slope)
+    deltas = [z - step.values]
     for layer in range(len(carry) - 1, 0, -1):
-        ws = carry[layer]
-        deltas.append((deltas[-1] @ ws[..., : ws.shape[-1] // 2]) * act.grad(pre[layer - 1]))
+        deltas.append((deltas[-1] @ carry[layer][:, :, 0]) * slopes[layer - 1])
     deltas.reverse()
-    norm_sq = chunk.key_norm_sq * deltas[0].square().sum(-1)
-    for delta, h in zip(deltas[1:], inputs[1:], strict=True):
-        norm_sq = norm_sq + delta.square().sum(-1) * h.square().sum(-1)
-    return deltas, inputs, norm_sq
-
-
-def _end_state(ws: Tensor, delta: Tensor, key_update: Tensor, chunk: _Chunk) -> Tensor:
-    """[W_b | S_b] from [W_0 | S_0] [N, out, 2 in], scaled errors [N, b, out], [D h | P h]."""
-    w, s = ws.chunk(2, dim=-1)
-    decayed = torch.cat([chunk.end_beta * w + chunk.end_gamma * s, chunk.end_rho * s], -1)
-    return torch.baddbmm(decayed, delta.transpose(-1, -2), key_update, alpha=-1)
-
-
-def _chunk_step(
-    carry: list[Tensor], chunk: _Chunk, act: Activation, max_norm: float | None
-) -> tuple[Tensor, list[Tensor]]:
-    """One chunk: outputs [N, b, D] and the end carry."""
-    deltas, inputs, norm_sq = _key_pass(carry, chunk, act)
-    scale = chunk.scale
+    scale = step.scale
     if max_norm is not None:
+        # ‖u‖_F² = 4 Σ_l ‖δ_l‖² ‖h_{l-1}‖² (outer products), never materialised
+        norm_sq = step.key_norm_sq * torch.linalg.vecdot(deltas[0], deltas[0])
+        for delta, h in zip(deltas[1:], inputs[1:], strict=True):
+            norm_sq = norm_sq + torch.linalg.vecdot(delta, delta) * torch.linalg.vecdot(h, h)
         scale = scale * _clip_factor(4 * norm_sq, max_norm).unsqueeze(-1)
-    x, new_carry = None, []
-    for layer, ws in enumerate(carry):
-        delta = deltas[layer] * scale
+    return _Surprise([delta * scale for delta in deltas], inputs)
+
+
+def _end_state(ws: Tensor, delta: Tensor, h: Tensor, step: _Step) -> Tensor:
+    """(W_b | S_b) [N, out, 2, in] from (W_0 | S_0), scaled errors [N, b, out], inputs h."""
+    decayed = ws * step.end_keep
+    decayed[:, :, 0].add_(ws[:, :, 1] * step.end_gamma)
+    weighted = (h.unsqueeze(-2) * step.end_weights).flatten(-2)  # [D h | P h]
+    return torch.baddbmm(decayed.flatten(-2), delta.mT, weighted, alpha=-1).unflatten(-1, (2, -1))
+
+
+class _Queries(NamedTuple):
+    """What retrieval needs of a group of chunks besides the state: [M, *] with M = chunks*N."""
+
+    queries: Tensor  # [M, b, D]
+    first_scores: Tensor  # [M, b, b]: (Q Kᵀ) ⊙ D, the first layer's scores (state-free)
+    decay: Tensor  # [M, b, b]
+    retrieval: Tensor  # [M, b, 2, 1]: (β_t, γ_t)
+
+
+def _retrieve(
+    queries: _Queries, starts: list[Tensor], surprise: _Surprise, act: Activation
+) -> Tensor:
+    """Outputs [M, b, D] of a group of chunks at once from their start states.
+
+    starts: (W_0 | S_0) [M, out, 2, in] per layer; surprise: [M, b, *] per layer.
+    """
+    x = queries.queries
+    for layer, ws in enumerate(starts):
+        weighted = (x.unsqueeze(-2) * queries.retrieval).flatten(-2)  # [β x | γ x]
+        base = weighted @ ws.flatten(-2).mT
         if layer == 0:
-            query_base, scores, key_update = chunk.query_base, chunk.query_scores, chunk.key_update
+            scores = queries.first_scores
         else:
-            h = inputs[layer]
-            query_base = torch.cat([chunk.beta * x, chunk.gamma * x], -1)
-            scores = (x @ h.transpose(-1, -2)) * chunk.decay
-            key_update = torch.cat(
-                [chunk.end_decay.unsqueeze(-1) * h, chunk.end_momentum.unsqueeze(-1) * h], -1
-            )
-        z = torch.baddbmm(query_base @ ws.transpose(-1, -2), scores, delta, alpha=-1)
-        x = z if layer == len(carry) - 1 else act.fn(z)
-        new_carry.append(_end_state(ws, delta, key_update, chunk))
-    return x, new_carry
+            scores = (x @ surprise.inputs[layer].mT) * queries.decay
+        z = torch.baddbmm(base, scores, surprise.deltas[layer], alpha=-1)
+        x = z if layer == len(starts) - 1 else act.fn(z)
+    return x
+
+
+def _stack_flat(tensors: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
+    """Per-chunk tensors [N, *] -> [chunks*N, *]."""
+    return torch.cat(tensors, 0)
+
+
+def _state_to_carry(state: MemoryState) -> list[Tensor]:
+    """[B, H, out, in] weights and momentum -> (W | S) [B*H, out, 2, in] per layer."""
+    return [
+        torch.stack([w, s], -2).flatten(0, 1)
+        for w, s in zip(state.weights, state.momentum, strict=True)
+    ]
+
+
+def _carry_to_state(carry: list[Tensor], batch: int, heads: int) -> MemoryState:
+    weights = tuple(ws[:, :, 0].unflatten(0, (batch, heads)) for ws in carry)
+    momentum = tuple(ws[:, :, 1].unflatten(0, (batch, heads)) for ws in carry)
+    return MemoryState(weights, momentum)
 
 
 def chunk_memory(
@@ -268,14 +247,47 @@ def chunk_memory(
     act = get_activation(activation)
     batch, length, heads, dim = q.shape
     b = min(chunk_size, length)
-    chunks = _precompute(q, k, v, theta, eta, alpha, b, residual)
+    queries, keys, values = (_to_chunks(x, b) for x in (q, k, v))
+    if residual:
+        values = values - keys
+    log_keep, log_eta = _log_gates(eta, alpha)
+    last = torch.full((queries.shape[0],), b - 1, device=q.device)
+    last[-1] = (length - 1) % b
+    gates = chunk_gates(_to_chunks(log_keep, b), _to_chunks(log_eta, b), last)
+    step_parts = (
+        keys,
+        values,
+        2 * _to_chunks(theta, b).unsqueeze(-1),
+        torch.linalg.vecdot(keys, keys),
+        gates.end_weights,
+        gates.end_keep,
+        gates.end_gamma,
+    )
     carry = _state_to_carry(state)
+    steps = (_Step(*parts) for parts in zip(*(x.unbind(0) for x in step_parts), strict=True))
+    # retrieval runs on groups of chunks: large enough products, a cache-sized working set
+    group = max(1, RETRIEVAL_MATRICES // queries.shape[1])
+    query_parts = (queries, (queries @ keys.mT) * gates.decay, gates.decay, gates.retrieval)
     outputs = []
-    for chunk in chunks:
-        y, carry = _chunk_step(carry, chunk, act, max_surprise_norm)
-        outputs.append(y)
-    y = torch.stack(outputs, 0).reshape(len(chunks), batch, heads, b, dim)
-    y = y.permute(1, 0, 3, 2, 4).reshape(batch, len(chunks) * b, heads, dim)[:, :length]
+    for parts in zip(*(x.split(group) for x in query_parts), strict=True):
+        starts, surprises = [], []
+        for _ in range(parts[0].shape[0]):
+            step = next(steps)
+            starts.append(carry)
+            surprises.append(_surprise(carry, step, act, max_surprise_norm))
+            carry = [
+                _end_state(ws, delta, h, step)
+                for ws, delta, h in zip(carry, *surprises[-1], strict=True)
+            ]
+        stacked = _Surprise(
+            [_stack_flat(x) for x in zip(*(s.deltas for s in surprises), strict=True)],
+            [_stack_flat(x) for x in zip(*(s.inputs for s in surprises), strict=True)],
+        )
+        layer_starts = [_stack_flat(x) for x in zip(*starts, strict=True)]
+        group_queries = _Queries(*(x.flatten(0, 1) for x in parts))
+        outputs.append(_retrieve(group_queries, layer_starts, stacked, act))
+    y = torch.cat(outputs).view(-1, batch, heads, b, dim).permute(1, 0, 3, 2, 4)
+    y = y.reshape(batch, -1, heads, dim)[:, :length]
     if residual:
         y = y + q
     return y, _carry_to_state(carry, batch, heads)

@@ -20,6 +20,7 @@ from titans_dna.ops.memory.triton_dual import (
     chunk_gates_bwd,
     dual_layer_bwd,
     dual_layer_fwd,
+    mm,
 )
 from titans_dna.ops.memory.triton_fwd import (
     load_gates,
@@ -103,7 +104,7 @@ def linear_bwd_kernel(
         gt, gl, gn = load_gates(th, la, ln, i_b, i_h, t, T, H)
         last = tl.minimum(T - c * BT, BT) - 1
         g, gp, la_mat, ln_mat, beta, gamma, h, en, rho = chunk_gates(gt, gl, gn, last, BT)
-        e = 2.0 * (tl.dot(xk, tl.trans(w), input_precision=PREC) - xv)
+        e = 2.0 * (mm(xk, tl.trans(w), PREC) - xv)
         k_sq = tl.sum(xk * xk, axis=1)
         e_sq = tl.sum(e * e, axis=1)
         scale = surprise_scale(e_sq * k_sq, tau, CLIP)
@@ -116,8 +117,8 @@ def linear_bwd_kernel(
             gk += (2.0 * d_sq * e_sq)[:, None] * xk
             ge = ge * scale[:, None] + (2.0 * d_sq * k_sq)[:, None] * e
         # e = 2 (K Wᵀ - V)
-        gk += 2.0 * tl.dot(ge, w, input_precision=PREC)
-        gw += 2.0 * tl.dot(tl.trans(ge), xk, input_precision=PREC)
+        gk += 2.0 * mm(ge, w, PREC)
+        gw += 2.0 * mm(tl.trans(ge), xk, PREC)
         store_rows(dv, -2.0 * ge, i_b, i_h, t, rv, T, H, D, m_v)
         store_rows(dq, gx, i_pb, i_h, t, rd, T, H, D, m_d)
         store_rows(dk, gk, i_pb, i_h, t, rd, T, H, D, m_d)
@@ -203,16 +204,16 @@ def mlp_bwd_kernel(
         # δ = (e W2) ⊙ σ'(z)
         dr = ddlt * act_grad(z, ACT)
         dz = ddlt * r * act_grad2(z, ACT)
-        de += tl.dot(dr, tl.trans(w2), input_precision=PREC)
-        gw2 += tl.dot(tl.trans(e), dr, input_precision=PREC)
+        de += mm(dr, tl.trans(w2), PREC)
+        gw2 += mm(tl.trans(e), dr, PREC)
         # e = 2 (W2 a + [k] - v), a = σ(z), z = W1 k
         if RES:
             gk += 2.0 * de
-        da += 2.0 * tl.dot(de, w2, input_precision=PREC)
-        gw2 += 2.0 * tl.dot(tl.trans(de), a, input_precision=PREC)
+        da += 2.0 * mm(de, w2, PREC)
+        gw2 += 2.0 * mm(tl.trans(de), a, PREC)
         dz += da * act_grad(z, ACT)
-        gk += tl.dot(dz, w1, input_precision=PREC)
-        gw1 += tl.dot(tl.trans(dz), xk, input_precision=PREC)
+        gk += mm(dz, w1, PREC)
+        gw1 += mm(tl.trans(dz), xk, PREC)
         store_rows(dq, gq, i_b, i_h, t, rd, T, H, D, m_d)
         store_rows(dk, gk, i_b, i_h, t, rd, T, H, D, m_d)
         store_rows(dv, -2.0 * de, i_b, i_h, t, rd, T, H, D, m_d)

@@ -28,6 +28,16 @@ import triton.language as tl
 
 
 @triton.jit
+def mm(a, b, PREC: tl.constexpr):
+    """a @ b with float32 accumulation; PREC "bf16" rounds both operands to bfloat16 first (the
+    tensor-core path for 16-bit inputs), otherwise it is tl.dot's input_precision."""
+    if PREC == "bf16":
+        return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    else:
+        return tl.dot(a, b, input_precision=PREC)
+
+
+@triton.jit
 def _at(x, r, last):
     """Element `last` of a vector indexed by r, as a scalar."""
     return tl.sum(tl.where(r == last, x, 0.0), axis=0)
@@ -65,14 +75,14 @@ def dual_layer_fwd(
     """Outputs Y [BT, DO] and end state (W_b, S_b) [DO, DI] of one dual-form layer."""
     r = tl.arange(0, BT)
     tril = r[:, None] >= r[None, :]
-    p = tl.where(tril, tl.dot(x, tl.trans(k), input_precision=PREC), 0.0)
-    y = beta[:, None] * tl.dot(x, tl.trans(w), input_precision=PREC)
-    y += gamma[:, None] * tl.dot(x, tl.trans(s), input_precision=PREC)
-    y -= tl.dot(p * g, e, input_precision=PREC)
+    p = tl.where(tril, mm(x, tl.trans(k), PREC), 0.0)
+    y = beta[:, None] * mm(x, tl.trans(w), PREC)
+    y += gamma[:, None] * mm(x, tl.trans(s), PREC)
+    y -= mm(p * g, e, PREC)
     g_last = tl.sum(tl.where(r[:, None] == last, g, 0.0), axis=0)
     w_new = _at(beta, r, last) * w + _at(gamma, r, last) * s
-    w_new -= tl.dot(tl.trans(e * g_last[:, None]), k, input_precision=PREC)
-    s_new = rho * s - tl.dot(tl.trans(e * h[:, None]), k, input_precision=PREC)
+    w_new -= mm(tl.trans(e * g_last[:, None]), k, PREC)
+    s_new = rho * s - mm(tl.trans(e * h[:, None]), k, PREC)
     return y, w_new, s_new
 
 
@@ -104,33 +114,33 @@ def dual_layer_bwd(
     r = tl.arange(0, BT)
     tril = r[:, None] >= r[None, :]
     is_last = r == last
-    p = tl.where(tril, tl.dot(x, tl.trans(k), input_precision=PREC), 0.0)
+    p = tl.where(tril, mm(x, tl.trans(k), PREC), 0.0)
     beta_b = _at(beta, r, last)
     gamma_b = _at(gamma, r, last)
     g_last = tl.sum(tl.where(r[:, None] == last, g, 0.0), axis=0)
     # Y = ... - (P ⊙ G) E  =>  d(P ⊙ G) = -dY Eᵀ
-    dm = -tl.dot(dy, tl.trans(e), input_precision=PREC)
+    dm = -mm(dy, tl.trans(e), PREC)
     dp = tl.where(tril, dm * g, 0.0)
     dg = tl.where(tril, dm * p, 0.0)
-    dx = beta[:, None] * tl.dot(dy, w, input_precision=PREC)
-    dx += gamma[:, None] * tl.dot(dy, s, input_precision=PREC)
-    dx += tl.dot(dp, k, input_precision=PREC)
-    dk = tl.dot(tl.trans(dp), x, input_precision=PREC)
-    dw = tl.dot(tl.trans(dy * beta[:, None]), x, input_precision=PREC) + beta_b * dw_b
-    ds = tl.dot(tl.trans(dy * gamma[:, None]), x, input_precision=PREC)
+    dx = beta[:, None] * mm(dy, w, PREC)
+    dx += gamma[:, None] * mm(dy, s, PREC)
+    dx += mm(dp, k, PREC)
+    dk = mm(tl.trans(dp), x, PREC)
+    dw = mm(tl.trans(dy * beta[:, None]), x, PREC) + beta_b * dw_b
+    ds = mm(tl.trans(dy * gamma[:, None]), x, PREC)
     ds += gamma_b * dw_b + rho * ds_b
-    dbeta = tl.sum(dy * tl.dot(x, tl.trans(w), input_precision=PREC), axis=1)
-    dgamma = tl.sum(dy * tl.dot(x, tl.trans(s), input_precision=PREC), axis=1)
+    dbeta = tl.sum(dy * mm(x, tl.trans(w), PREC), axis=1)
+    dgamma = tl.sum(dy * mm(x, tl.trans(s), PREC), axis=1)
     dbeta += tl.where(is_last, tl.sum(tl.sum(dw_b * w, axis=1), axis=0), 0.0)
     dgamma += tl.where(is_last, tl.sum(tl.sum(dw_b * s, axis=1), axis=0), 0.0)
     drho = tl.sum(tl.sum(ds_b * s, axis=1), axis=0)
     # end states: W_b = ... - Σ_i g_i e_i k_iᵀ, S_b = ρ S - Σ_i h_i e_i k_iᵀ
-    kw = tl.dot(k, tl.trans(dw_b), input_precision=PREC)
-    ks = tl.dot(k, tl.trans(ds_b), input_precision=PREC)
-    de = -tl.dot(tl.trans(p * g), dy, input_precision=PREC)
+    kw = mm(k, tl.trans(dw_b), PREC)
+    ks = mm(k, tl.trans(ds_b), PREC)
+    de = -mm(tl.trans(p * g), dy, PREC)
     de -= g_last[:, None] * kw + h[:, None] * ks
-    dk -= g_last[:, None] * tl.dot(e, dw_b, input_precision=PREC)
-    dk -= h[:, None] * tl.dot(e, ds_b, input_precision=PREC)
+    dk -= g_last[:, None] * mm(e, dw_b, PREC)
+    dk -= h[:, None] * mm(e, ds_b, PREC)
     dg += tl.where(r[:, None] == last, -tl.sum(e * kw, axis=1)[None, :], 0.0)
     dh = -tl.sum(e * ks, axis=1)
     return dx, dk, de, dw, ds, dg, dbeta, dgamma, dh, drho

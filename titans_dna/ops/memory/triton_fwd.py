@@ -12,7 +12,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from titans_dna.ops.memory.triton_dual import act_fwd, act_grad, chunk_gates, dual_layer_fwd
+from titans_dna.ops.memory.triton_dual import act_fwd, act_grad, chunk_gates, dual_layer_fwd, mm
 
 
 @triton.jit
@@ -77,7 +77,7 @@ def linear_fwd_kernel(
         gt, gl, gn = load_gates(th, la, ln, i_b, i_h, t, T, H)
         last = tl.minimum(T - c * BT, BT) - 1
         g, _gp, _la, _ln, beta, gamma, h, _en, rho = chunk_gates(gt, gl, gn, last, BT)
-        e = 2.0 * (tl.dot(xk, tl.trans(w), input_precision=PREC) - xv)
+        e = 2.0 * (mm(xk, tl.trans(w), PREC) - xv)
         sq = tl.sum(e * e, axis=1) * tl.sum(xk * xk, axis=1)
         e = e * surprise_scale(sq, tau, CLIP)[:, None]
         out, w, s = dual_layer_fwd(xq, xk, e, w, s, g, beta, gamma, h, rho, last, BT, PREC)
@@ -113,13 +113,13 @@ def mlp_errors(xk, xv, w1, w2, tau, RES: tl.constexpr, ACT: tl.constexpr, CLIP: 
     Returns z = K W1ᵀ [BT, BF], a = σ(z), e = 2 (M(K) - V) [BT, BD], r = e W2 [BT, BF],
     δ = r ⊙ σ'(z) (so u1 = δ kᵀ, u2 = e aᵀ), the squared surprise norm and the clip scale.
     """
-    z = tl.dot(xk, tl.trans(w1), input_precision=PREC)
+    z = mm(xk, tl.trans(w1), PREC)
     a = act_fwd(z, ACT)
-    o = tl.dot(a, tl.trans(w2), input_precision=PREC)
+    o = mm(a, tl.trans(w2), PREC)
     if RES:
         o += xk
     e = 2.0 * (o - xv)
-    r = tl.dot(e, w2, input_precision=PREC)
+    r = mm(e, w2, PREC)
     dlt = r * act_grad(z, ACT)
     sq = tl.sum(dlt * dlt, axis=1) * tl.sum(xk * xk, axis=1)
     sq += tl.sum(e * e, axis=1) * tl.sum(a * a, axis=1)

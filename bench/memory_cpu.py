@@ -1,0 +1,269 @@
+"""Neural memory on the CPU, three measurements, each printed as a markdown table and appended to
+docs/benchmarks.md under "## Neural memory on the CPU".
+
+1. Forward+backward tokens/s of our NeuralMemory layer against titans-pytorch's NeuralMemory,
+   matched: model width 256, 4 heads of 64, depth-2 MLP memory of hidden width 256, chunk 64 with
+   the surprise gradients taken at chunk starts on both sides (their batch_size = 64), batch 1,
+   2 threads. The two run alternately in one process; the ratio is the median of per-round ratios.
+2. Scaling of our layer from 1k to 64k tokens against a causal SDPA attention layer of the same
+   width (QKV projection, 4 heads of 64, output projection), also alternating.
+3. Peak resident memory of streaming inference: TitansLM (tiny preset) scores 64 kbp and 1 Mbp
+   in pieces through its recurrent state, each case in a fresh subprocess (peak RSS: VmHWM).
+
+    python bench/memory_cpu.py                 # all three, appends to docs/benchmarks.md
+    python bench/memory_cpu.py --quick         # short lengths and one round (a smoke run)
+    python bench/memory_cpu.py --no-append     # print only
+
+titans-pytorch is a benchmark-only dependency (the `bench` extra), never imported by titans_dna.
+"""
+
+# ruff: noqa: E402  (the import path is fixed before the other imports, see below)
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/ holds a script named tokenize.py, which would shadow the standard library's `tokenize`
+# (imported by torch through linecache): keep this folder at the back of the import path.
+_BENCH = str(Path(__file__).resolve().parent)
+sys.path[:] = [p for p in sys.path if p not in (_BENCH, str(Path(__file__).parent))] + [_BENCH]
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import time
+from importlib.metadata import version
+
+import torch
+import torch.nn.functional as F
+from common import append_section, markdown_table
+from torch import nn
+
+THREADS = 2
+D_MODEL, HEADS, HEAD_DIM, EXPANSION, CHUNK = 256, 4, 64, 4, 64
+RSS_PIECE = 16384
+SECTION = "Neural memory on the CPU"
+
+
+def our_layer() -> nn.Module:
+    from titans_dna.layers.memory import NeuralMemory
+
+    return NeuralMemory(
+        D_MODEL,
+        HEADS,
+        depth=2,
+        hidden=EXPANSION * HEAD_DIM,
+        chunk_size=CHUNK,
+        conv_kernel=4,
+        theta_max=1.0,
+        max_surprise_norm=1.0,
+        impl="chunk",
+    )
+
+
+def their_layer() -> nn.Module:
+    from titans_pytorch import NeuralMemory
+    from titans_pytorch.memory_models import MemoryMLP
+
+    return NeuralMemory(
+        dim=D_MODEL,
+        chunk_size=CHUNK,
+        batch_size=CHUNK,
+        dim_head=HEAD_DIM,
+        heads=HEADS,
+        model=MemoryMLP(HEAD_DIM, depth=2, expansion_factor=float(EXPANSION)),
+    )
+
+
+class CausalAttention(nn.Module):
+    """Full causal self-attention of the same width: the quadratic yardstick."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(D_MODEL, 3 * D_MODEL, bias=False)
+        self.out = nn.Linear(D_MODEL, D_MODEL, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, HEADS, HEAD_DIM).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out(y.transpose(1, 2).reshape(batch, length, D_MODEL))
+
+
+def fwd_bwd_seconds(module: nn.Module, length: int) -> float:
+    """Wall time of one forward and backward pass over [1, length, D_MODEL] random input."""
+    x = torch.randn(1, length, D_MODEL)
+    start = time.perf_counter()
+    out = module(x)
+    y = out[0] if isinstance(out, tuple) else out
+    y.square().mean().backward()
+    elapsed = time.perf_counter() - start
+    module.zero_grad(set_to_none=True)
+    return elapsed
+
+
+def side_by_side(
+    modules: dict[str, nn.Module], length: int, rounds: int
+) -> tuple[dict[str, float], float]:
+    """Median seconds per module and the median per-round ratio (second / first), alternating
+    the order every round so neither side always runs on a warmer cache."""
+    names = list(modules)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    ratios = []
+    for r in range(rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        measured = {name: fwd_bwd_seconds(modules[name], length) for name in order}
+        for name in names:
+            times[name].append(measured[name])
+        ratios.append(measured[names[1]] / measured[names[0]])
+    return {n: statistics.median(t) for n, t in times.items()}, statistics.median(ratios)
+
+
+def warm(modules: dict[str, nn.Module]) -> None:
+    for module in modules.values():
+        fwd_bwd_seconds(module, 2 * CHUNK)
+
+
+def versus_titans_pytorch(lengths: list[int], rounds: int) -> str:
+    torch.manual_seed(0)
+    modules = {"ours": our_layer(), "titans-pytorch": their_layer()}
+    warm(modules)
+    rows = []
+    for length in lengths:
+        secs, ratio = side_by_side(modules, length, rounds)
+        rows.append(
+            {
+                "tokens": length,
+                "ours tok/s": length / secs["ours"],
+                "titans-pytorch tok/s": length / secs["titans-pytorch"],
+                "speed-up (median of rounds)": f"{ratio:.1f}x",
+            }
+        )
+        print(rows[-1], flush=True)
+    params = {n: sum(p.numel() for p in m.parameters()) for n, m in modules.items()}
+    columns = ["tokens", "ours tok/s", "titans-pytorch tok/s", "speed-up (median of rounds)"]
+    return (
+        f"Forward+backward, batch 1, {rounds} alternating rounds per length; parameters: ours "
+        f"{params['ours']:,}, titans-pytorch {params['titans-pytorch']:,} "
+        f"(titans-pytorch {version('titans-pytorch')}).\n\n" + markdown_table(rows, columns)
+    )
+
+
+def scaling(lengths: list[int], rounds: int) -> str:
+    torch.manual_seed(0)
+    modules = {"memory": our_layer(), "attention": CausalAttention()}
+    warm(modules)
+    rows, base = [], None
+    for length in lengths:
+        secs, ratio = side_by_side(modules, length, rounds if length <= 4096 else 1)
+        memory_rate = length / secs["memory"]
+        base = base or memory_rate
+        rows.append(
+            {
+                "tokens": length,
+                "memory tok/s": memory_rate,
+                "memory vs 1k": memory_rate / base,
+                "attention tok/s": length / secs["attention"],
+                "memory speed / attention": f"{ratio:.2f}x",
+            }
+        )
+        print(rows[-1], flush=True)
+    columns = list(rows[0])
+    return (
+        "Forward+backward, batch 1; our layer against causal SDPA attention of the same width "
+        "(ratio > 1: the memory layer is faster).\n\n" + markdown_table(rows, columns)
+    )
+
+
+def streaming_rss(lengths: list[int]) -> str:
+    rows = []
+    for length in lengths:
+        command = [sys.executable, str(Path(__file__).resolve()), "--rss-case", str(length)]
+        result = subprocess.run(command, check=True, capture_output=True, text=True)
+        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    for row in rows:
+        row["peak RSS / first"] = row["peak RSS MiB"] / rows[0]["peak RSS MiB"]
+    columns = ["bases", "piece", "variant", "peak RSS MiB", "RSS before scoring MiB"]
+    columns += ["scoring growth MiB", "seconds", "bits/base", "peak RSS / first"]
+    return (
+        "TitansLM tiny preset (random weights) scoring a random sequence with "
+        "`log_likelihood(tokens, piece_len=piece)` under inference mode, one fresh process per "
+        "case; peak RSS is the process's VmHWM.\n\n" + markdown_table(rows, columns)
+    )
+
+
+def rss_case(length: int) -> None:
+    """Run in a subprocess: score `length` random bases in pieces, print one JSON line."""
+    from titans_dna.models import TitansConfig, TitansLM
+
+    torch.manual_seed(0)
+    model = TitansLM(TitansConfig.preset("tiny")).eval()
+    tokens = torch.randint(5, 9, (1, length))
+    before = _peak_rss_mib()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        total = model.log_likelihood(tokens, piece_len=RSS_PIECE)
+    seconds = time.perf_counter() - start
+    peak = _peak_rss_mib()
+    bits = -float(total[0]) / (length - 1) / float(torch.log(torch.tensor(2.0)))
+    print(
+        json.dumps(
+            {
+                "bases": length,
+                "piece": RSS_PIECE,
+                "variant": model.config.variant,
+                "peak RSS MiB": round(peak, 1),
+                "RSS before scoring MiB": round(before, 1),
+                "scoring growth MiB": round(peak - before, 1),
+                "seconds": round(seconds, 1),
+                "bits/base": round(bits, 3),
+            }
+        )
+    )
+
+
+def _peak_rss_mib() -> float:
+    """Peak resident memory of this process image. Linux folds the parent's peak into
+    getrusage's ru_maxrss across fork+exec, so the per-image high-water mark VmHWM is read
+    first; getrusage is the fallback elsewhere."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short lengths, one round")
+    parser.add_argument("--no-append", action="store_true", help="do not write docs/benchmarks.md")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per length")
+    parser.add_argument("--rss-case", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(THREADS)
+    if args.rss_case is not None:
+        rss_case(args.rss_case)
+        return 0
+    rounds = 1 if args.quick else args.rounds
+    parts = [
+        ("vs titans-pytorch", versus_titans_pytorch, [256, 512] if args.quick else [1024, 4096]),
+        ("Scaling", scaling, [256, 1024] if args.quick else [1024, 4096, 16384, 65536]),
+    ]
+    sections = []
+    for title, run, lengths in parts:
+        sections.append(f"### {title}\n\n{run(lengths, rounds)}")
+    rss_lengths = [RSS_PIECE, 4 * RSS_PIECE] if args.quick else [65536, 1_048_576]
+    sections.append(f"### Streaming inference memory\n\n{streaming_rss(rss_lengths)}")
+    body = f"torch threads: {THREADS}.\n\n" + "\n\n".join(sections)
+    print(body)
+    if not args.no_append:
+        append_section(SECTION, body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

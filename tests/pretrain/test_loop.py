@@ -1,0 +1,145 @@
+"""The training loop on a tiny model: outputs, metrics, schedules, equivalences, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pipeline.cli import main
+from pipeline.errors import PipelineError
+from pipeline.pretrain.config import load_config
+from pipeline.pretrain.loop import run_pretraining
+from pipeline.pretrain.metrics import COLUMNS
+from tests.pretrain.helpers import TINY, assert_same_trajectory, tiny_config
+from titans_dna.models.lm import TitansLM
+from titans_dna.tokenizer import DNATokenizer
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def finished(lambda_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "pretrain"
+    run_pretraining(tiny_config([lambda_store]), out, device="cpu")
+    return out
+
+
+def test_outputs_of_a_run(finished: Path) -> None:
+    model = TitansLM.from_pretrained(finished / "model")
+    assert model.config.d_model == 32
+    assert DNATokenizer.load(finished / "model" / "tokenizer.json").vocab_size == 10
+    assert (finished / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    steps = sorted(p.name for p in (finished / "checkpoints").iterdir())
+    assert steps == ["step-00000004", "step-00000008", "step-00000012"]
+    resolved = load_config(finished / "config.yaml")
+    assert resolved.train.max_steps == 12 and resolved.model_config().d_model == 32
+    assert yaml.safe_load((finished / "config.yaml").read_text())["model"]["preset"] == "tiny"
+
+
+def test_metrics_files(finished: Path) -> None:
+    rows = _rows(finished)
+    assert [r["step"] for r in rows] == [2, 4, 6, 8, 10, 12]
+    assert all(r["tokens"] == r["step"] * 4 * 128 and r["context"] == 128 for r in rows)
+    val = [r for r in rows if r["val_bits_per_base"] is not None]
+    assert [r["step"] for r in val] == [6, 12]
+    assert all(r["val_bits_per_base"] == pytest.approx(r["val_loss"] / math.log(2)) for r in val)
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]  # it learns
+    lines = (finished / "metrics.csv").read_text().splitlines()
+    assert lines[0].split(",") == list(COLUMNS) and len(lines) == 1 + len(rows)
+
+
+def test_summary(finished: Path) -> None:
+    summary = json.loads((finished / "summary.json").read_text())
+    assert summary["steps"] == 12 and summary["tokens"] == 12 * 512
+    assert summary["val_bits_per_base"] == pytest.approx(_rows(finished)[-1]["val_bits_per_base"])
+    assert summary["val_scored_bases"] == summary["val_bases"] - 1  # every held-out base but one
+    assert summary["tokens_per_s"] > 0 and summary["wall_s"] > 0
+    assert summary["markov"]["best_order"] in range(4)
+    assert summary["beats_markov"] == (
+        summary["val_bits_per_base"] < summary["markov"]["bits_per_base"]
+    )
+
+
+def test_grad_accumulation_and_checkpointing_match_plain_steps(
+    lambda_store: Path, tmp_path: Path
+) -> None:
+    short = ("train.max_steps=4", "train.log_every=1", "eval.markov_max_order=0")
+    runs = {
+        "plain": (),
+        "accum": ("train.grad_accum=2",),
+        "recompute": ("train.activation_checkpointing=true",),
+    }
+    rows = {}
+    for name, sets in runs.items():
+        run_pretraining(tiny_config([lambda_store], *short, *sets), tmp_path / name, device="cpu")
+        rows[name] = _rows(tmp_path / name)
+    assert_same_trajectory(rows["accum"], rows["plain"])
+    assert_same_trajectory(rows["recompute"], rows["plain"])
+
+
+def test_sequence_length_warmup(lambda_store: Path, tmp_path: Path) -> None:
+    config = tiny_config(
+        [lambda_store],
+        "train.seqlen_warmup_start=32",
+        "train.seqlen_warmup_steps=2",
+        "train.max_steps=6",
+        "train.log_every=1",
+        "eval.markov_max_order=0",
+    )
+    run_pretraining(config, tmp_path / "run", device="cpu")
+    rows = _rows(tmp_path / "run")
+    assert [(r["context"], r["batch_size"]) for r in rows] == [
+        (32, 16),
+        (32, 16),
+        (64, 8),
+        (64, 8),
+        (128, 4),
+        (128, 4),
+    ]
+    assert rows[-1]["tokens"] == 6 * 512
+
+
+def test_time_budget_stops_early_with_outputs(lambda_store: Path, tmp_path: Path) -> None:
+    config = tiny_config([lambda_store], "train.max_minutes=1e-6", "eval.markov_max_order=0")
+    summary = run_pretraining(config, tmp_path / "run", device="cpu")
+    assert summary["stopped_early"] and summary["steps"] < 12
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_cli_runs_and_reports_bad_store(
+    lambda_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    sets = [
+        a for s in [*TINY, "train.max_steps=2", "eval.markov_max_order=0"] for a in ("--set", s)
+    ]
+    out = tmp_path / "cli"
+    assert main(["pretrain", "--store", str(lambda_store), "--out", str(out), *sets]) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2
+    junk = tmp_path / "junk.h5"
+    junk.write_text("text\n")
+    code = main(["pretrain", "--store", str(junk), "--out", str(tmp_path / "bad"), *sets])
+    assert code == 2
+    assert "titans-dna pretrain: error:" in capsys.readouterr().err
+
+
+def test_context_longer_than_genome_is_clear(lambda_store: Path, tmp_path: Path) -> None:
+    config = tiny_config([lambda_store], "train.context=65536")
+    with pytest.raises(PipelineError, match="longer than every contig's training part"):
+        run_pretraining(config, tmp_path / "run", device="cpu")
+
+
+def test_missing_output_parent(lambda_store: Path, tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="does not exist"):
+        run_pretraining(tiny_config([lambda_store]), tmp_path / "no" / "run", device="cpu")
+
+
+def test_weights_are_finite_after_training(finished: Path) -> None:
+    model = TitansLM.from_pretrained(finished / "model")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
