@@ -30,11 +30,13 @@ sys.path[:] = [p for p in sys.path if p not in (_BENCH, str(Path(__file__).paren
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import time
 from importlib.metadata import version
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -92,38 +94,57 @@ class CausalAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(batch, length, D_MODEL))
 
 
-def fwd_bwd_seconds(module: nn.Module, length: int) -> float:
-    """Wall time of one forward and backward pass over [1, length, D_MODEL] random input."""
+class Timing(NamedTuple):
+    """Wall-clock and CPU seconds (all threads of this process) of one measurement."""
+
+    wall: float
+    cpu: float
+
+
+def fwd_bwd(module: nn.Module, length: int) -> Timing:
+    """One forward and backward pass over [1, length, D_MODEL] random input."""
     x = torch.randn(1, length, D_MODEL)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     out = module(x)
     y = out[0] if isinstance(out, tuple) else out
     y.square().mean().backward()
-    elapsed = time.perf_counter() - start
+    timing = Timing(time.perf_counter() - wall, time.process_time() - cpu)
     module.zero_grad(set_to_none=True)
-    return elapsed
+    return timing
 
 
-def side_by_side(
-    modules: dict[str, nn.Module], length: int, rounds: int
-) -> tuple[dict[str, float], float]:
-    """Median seconds per module and the median per-round ratio (second / first), alternating
-    the order every round so neither side always runs on a warmer cache."""
+class Comparison(NamedTuple):
+    """Median wall seconds per module; median per-round ratios (second / first module)."""
+
+    wall: dict[str, float]
+    wall_ratio: float
+    cpu_ratio: float
+
+
+def side_by_side(modules: dict[str, nn.Module], length: int, rounds: int) -> Comparison:
+    """Alternate the modules (order flipped every round, so neither side always runs on a
+    warmer cache); ratios are taken within a round, where both saw the same machine load."""
     names = list(modules)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    ratios = []
+    walls: dict[str, list[float]] = {name: [] for name in names}
+    wall_ratios, cpu_ratios = [], []
     for r in range(rounds):
         order = names if r % 2 == 0 else names[::-1]
-        measured = {name: fwd_bwd_seconds(modules[name], length) for name in order}
+        measured = {name: fwd_bwd(modules[name], length) for name in order}
         for name in names:
-            times[name].append(measured[name])
-        ratios.append(measured[names[1]] / measured[names[0]])
-    return {n: statistics.median(t) for n, t in times.items()}, statistics.median(ratios)
+            walls[name].append(measured[name].wall)
+        first, second = measured[names[0]], measured[names[1]]
+        wall_ratios.append(second.wall / first.wall)
+        cpu_ratios.append(second.cpu / first.cpu)
+    return Comparison(
+        {n: statistics.median(w) for n, w in walls.items()},
+        statistics.median(wall_ratios),
+        statistics.median(cpu_ratios),
+    )
 
 
 def warm(modules: dict[str, nn.Module]) -> None:
     for module in modules.values():
-        fwd_bwd_seconds(module, 2 * CHUNK)
+        fwd_bwd(module, 2 * CHUNK)
 
 
 def versus_titans_pytorch(lengths: list[int], rounds: int) -> str:
@@ -132,22 +153,23 @@ def versus_titans_pytorch(lengths: list[int], rounds: int) -> str:
     warm(modules)
     rows = []
     for length in lengths:
-        secs, ratio = side_by_side(modules, length, rounds)
+        result = side_by_side(modules, length, rounds)
         rows.append(
             {
                 "tokens": length,
-                "ours tok/s": length / secs["ours"],
-                "titans-pytorch tok/s": length / secs["titans-pytorch"],
-                "speed-up (median of rounds)": f"{ratio:.1f}x",
+                "ours tok/s": length / result.wall["ours"],
+                "titans-pytorch tok/s": length / result.wall["titans-pytorch"],
+                "speed-up, wall": f"{result.wall_ratio:.2f}x",
+                "speed-up, CPU time": f"{result.cpu_ratio:.2f}x",
             }
         )
         print(rows[-1], flush=True)
     params = {n: sum(p.numel() for p in m.parameters()) for n, m in modules.items()}
-    columns = ["tokens", "ours tok/s", "titans-pytorch tok/s", "speed-up (median of rounds)"]
     return (
-        f"Forward+backward, batch 1, {rounds} alternating rounds per length; parameters: ours "
-        f"{params['ours']:,}, titans-pytorch {params['titans-pytorch']:,} "
-        f"(titans-pytorch {version('titans-pytorch')}).\n\n" + markdown_table(rows, columns)
+        f"Forward+backward, batch 1, {rounds} alternating rounds per length, medians; speed-up "
+        f"= titans-pytorch time / our time within a round. Parameters: ours {params['ours']:,}, "
+        f"titans-pytorch {params['titans-pytorch']:,} (titans-pytorch "
+        f"{version('titans-pytorch')}).\n\n" + markdown_table(rows, list(rows[0]))
     )
 
 
@@ -157,37 +179,39 @@ def scaling(lengths: list[int], rounds: int) -> str:
     warm(modules)
     rows, base = [], None
     for length in lengths:
-        secs, ratio = side_by_side(modules, length, rounds if length <= 4096 else 1)
-        memory_rate = length / secs["memory"]
+        result = side_by_side(modules, length, rounds if length <= 4096 else 1)
+        memory_rate = length / result.wall["memory"]
         base = base or memory_rate
         rows.append(
             {
                 "tokens": length,
                 "memory tok/s": memory_rate,
-                "memory vs 1k": memory_rate / base,
-                "attention tok/s": length / secs["attention"],
-                "memory speed / attention": f"{ratio:.2f}x",
+                "memory tok/s vs first": memory_rate / base,
+                "attention tok/s": length / result.wall["attention"],
+                "attention time / memory time, wall": f"{result.wall_ratio:.2f}x",
+                "same, CPU time": f"{result.cpu_ratio:.2f}x",
             }
         )
         print(rows[-1], flush=True)
-    columns = list(rows[0])
     return (
-        "Forward+backward, batch 1; our layer against causal SDPA attention of the same width "
-        "(ratio > 1: the memory layer is faster).\n\n" + markdown_table(rows, columns)
+        "Forward+backward, batch 1, our layer against causal SDPA attention of the same width; "
+        f"{rounds} alternating rounds up to 4k tokens, one above (ratio > 1: the memory layer "
+        "is faster).\n\n" + markdown_table(rows, list(rows[0]))
     )
 
 
-def streaming_rss(lengths: list[int]) -> str:
+def streaming_rss(lengths: list[int], piece: int) -> str:
     rows = []
     for length in lengths:
         command = [sys.executable, str(Path(__file__).resolve()), "--rss-case", str(length)]
+        command += ["--rss-piece", str(piece)]
         result = subprocess.run(command, check=True, capture_output=True, text=True)
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
     for row in rows:
         row["peak RSS / first"] = row["peak RSS MiB"] / rows[0]["peak RSS MiB"]
     columns = ["bases", "piece", "variant", "peak RSS MiB", "RSS before scoring MiB"]
-    columns += ["scoring growth MiB", "seconds", "bits/base", "peak RSS / first"]
+    columns += ["scoring growth MiB", "wall s", "CPU s", "bits/base", "peak RSS / first"]
     return (
         "TitansLM tiny preset (random weights) scoring a random sequence with "
         "`log_likelihood(tokens, piece_len=piece)` under inference mode, one fresh process per "
@@ -195,7 +219,7 @@ def streaming_rss(lengths: list[int]) -> str:
     )
 
 
-def rss_case(length: int) -> None:
+def rss_case(length: int, piece: int) -> None:
     """Run in a subprocess: score `length` random bases in pieces, print one JSON line."""
     from titans_dna.models import TitansConfig, TitansLM
 
@@ -203,22 +227,23 @@ def rss_case(length: int) -> None:
     model = TitansLM(TitansConfig.preset("tiny")).eval()
     tokens = torch.randint(5, 9, (1, length))
     before = _peak_rss_mib()
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     with torch.inference_mode():
-        total = model.log_likelihood(tokens, piece_len=RSS_PIECE)
-    seconds = time.perf_counter() - start
+        total = model.log_likelihood(tokens, piece_len=piece)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     peak = _peak_rss_mib()
     bits = -float(total[0]) / (length - 1) / float(torch.log(torch.tensor(2.0)))
     print(
         json.dumps(
             {
                 "bases": length,
-                "piece": RSS_PIECE,
+                "piece": piece,
                 "variant": model.config.variant,
                 "peak RSS MiB": round(peak, 1),
                 "RSS before scoring MiB": round(before, 1),
                 "scoring growth MiB": round(peak - before, 1),
-                "seconds": round(seconds, 1),
+                "wall s": round(wall, 1),
+                "CPU s": round(cpu, 1),
                 "bits/base": round(bits, 3),
             }
         )
@@ -243,10 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-append", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per length")
     parser.add_argument("--rss-case", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rss-piece", type=int, default=RSS_PIECE, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
     if args.rss_case is not None:
-        rss_case(args.rss_case)
+        rss_case(args.rss_case, args.rss_piece)
         return 0
     rounds = 1 if args.quick else args.rounds
     parts = [
@@ -256,9 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     sections = []
     for title, run, lengths in parts:
         sections.append(f"### {title}\n\n{run(lengths, rounds)}")
-    rss_lengths = [RSS_PIECE, 4 * RSS_PIECE] if args.quick else [65536, 1_048_576]
-    sections.append(f"### Streaming inference memory\n\n{streaming_rss(rss_lengths)}")
-    body = f"torch threads: {THREADS}.\n\n" + "\n\n".join(sections)
+    piece = 1024 if args.quick else RSS_PIECE
+    rss_lengths = [2048, 8192] if args.quick else [65536, 1_048_576]
+    sections.append(f"### Streaming inference memory\n\n{streaming_rss(rss_lengths, piece)}")
+    load = "load average at the end (1/5/15 min): " + " / ".join(
+        f"{x:.1f}" for x in os.getloadavg()
+    )
+    body = f"torch threads: {THREADS}; {load}.\n\n" + "\n\n".join(sections)
     print(body)
     if not args.no_append:
         append_section(SECTION, body)

@@ -45,7 +45,6 @@ DNABERT2_MCC = {
     "mouse_0": 0.5676,
 }
 VERSIONED_PACKAGES = ("titans-dna", "torch", "numpy", "h5py", "matplotlib", "snakemake", "triton")
-METRIC_KEYS = ("step", "tokens", "context", "lr", "train_loss", "val_loss", "val_bits_per_base")
 
 
 @dataclass

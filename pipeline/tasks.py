@@ -157,6 +157,14 @@ def read_labelled(path: Path, *, genome: str | Path | None = None) -> list[RawEx
 def read_csv_examples(path: str | Path, *, require_label: bool) -> Iterator[RawExample]:
     """Rows of a `sequence,label` CSV (header required; `label` optional when not required)."""
     path = Path(path)
+    try:
+        yield from _csv_rows(path, require_label)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise input_error(path, f"not a readable CSV text file ({err})") from None
+
+
+def _csv_rows(path: Path, require_label: bool) -> Iterator[RawExample]:
+    stem = Path(path.name.removesuffix(".gz")).stem
     with _open_text(path) as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
@@ -178,7 +186,7 @@ def read_csv_examples(path: str | Path, *, require_label: bool) -> Iterator[RawE
             label = None if label_col is None else row[label_col].strip()
             if require_label and not label:
                 raise input_error(path, f"row {row_number} has an empty label")
-            example_id = row[id_col].strip() if id_col is not None else f"{path.stem}:{row_number}"
+            example_id = row[id_col].strip() if id_col is not None else f"{stem}:{row_number}"
             yield RawExample(example_id, row[seq_col].strip().encode(), label)
 
 
@@ -294,7 +302,8 @@ def _bed_labels(bed: Path) -> list[str]:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip() or line.startswith(("#", "track", "browser")):
                 continue
-            fields = line.rstrip("\n").split("\t")
+            # Split as pipeline.io.bed does: on tabs when present, else on any whitespace.
+            fields = line.rstrip("\n").split("\t") if "\t" in line else line.split()
             if len(fields) < 4 or not fields[3].strip():
                 raise input_error(bed, f"line {line_number} has no label in the name column (4th)")
             labels.append(fields[3].strip())

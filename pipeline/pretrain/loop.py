@@ -17,7 +17,9 @@ import json
 import logging
 import math
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,16 +147,26 @@ class Trainer:
         if self.ctx.is_main:
             with atomic_file(self.out / "config.yaml") as tmp:
                 save_config(self.config, tmp)
-        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        try:
+        with self._sigterm_stops():
             reason = self._train()
-        finally:
-            signal.signal(signal.SIGTERM, previous)
         if self.counters.step % self.config.checkpoint.every or reason == "sigterm":
             self._checkpoint()
         if reason == "sigterm":
             return None
         return self._finish(stopped_early=reason == "time")
+
+    @contextlib.contextmanager
+    def _sigterm_stops(self) -> Iterator[None]:
+        """While training, SIGTERM (SLURM's warning before a time limit, torchrun's shutdown)
+        asks for a checkpoint at the next step instead of ending the process."""
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers can only be set from the main thread
+            return
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
         self.stop_signal = True

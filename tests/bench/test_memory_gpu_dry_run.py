@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytest.importorskip("triton")
 
 
+@pytest.mark.slow
 def test_dry_run_prints_every_method_and_leaves_docs_alone() -> None:
     docs = REPO / "docs" / "benchmarks.md"
     before = docs.read_bytes() if docs.exists() else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import titans_dna.ops.memory.chunk as chunk_module
 from titans_dna.ops.memory import MemoryState, neural_memory
 from titans_dna.ops.memory.chunk import chunk_memory, segment_sums
 
@@ -104,6 +105,14 @@ def test_streaming_in_chunk_aligned_pieces_equals_one_pass(memory_case, rel_err)
         ys.append(y)
         start += piece
     _assert_same((torch.cat(ys, 1), state), (y_full, end_full), rel_err, tol=1e-13)
+
+
+def test_windows_of_chunks_equal_naive(memory_case, rel_err, monkeypatch):
+    # long inputs run as windows of WINDOW_CHUNKS chunks: shrink it to cross several windows
+    monkeypatch.setattr(chunk_module, "WINDOW_CHUNKS", 2)
+    case = memory_case(length=75, depth=2)
+    kw = {"chunk_size": 16, "max_surprise_norm": 0.5}
+    _assert_same(_run(case, "chunk", **kw), _run(case, "naive", **kw), rel_err)
 
 
 def _extreme(case):

@@ -40,7 +40,8 @@ if NATIVE and not torch.cuda.is_available():
     pytest.skip("TITANS_DNA_TRITON_NATIVE=1 needs a CUDA device", allow_module_level=True)
 
 DEVICE = torch.device("cuda" if NATIVE else "cpu")
-FP32_TOL = 2e-5
+# float32 inputs: float32 products under the interpreter, TF32 products on the GPU
+FP32_TOL = 5e-3 if NATIVE else 2e-5
 HALF_TOL = 2e-2
 
 
@@ -95,6 +96,11 @@ def evaluate(
     inputs = [t.to(cast) for t in leaves] if cast is not None else leaves
     depth = (len(case) - 6) // 2
     state = MemoryState(tuple(inputs[6 : 6 + depth]), tuple(inputs[6 + depth :]))
+    if NATIVE and impl == "triton":
+        # on a GPU, shapes whose compiled kernels exceed its shared memory are not supported
+        reason = fused.unsupported_reason(*inputs[:6], state, chunk_size=chunk_size, **kw)
+        if reason is not None:
+            pytest.skip(reason)
     y, end = neural_memory(*inputs[:6], state, chunk_size=chunk_size, impl=impl, **kw)
     outputs = [y, *end.weights, *end.momentum]
     gen = torch.Generator().manual_seed(1234)
@@ -239,9 +245,9 @@ def test_streaming_in_pieces_equals_one_pass(hidden: int) -> None:
                 *(t[:, part] for t in case[:6]), state, chunk_size=16, impl="triton"
             )
             pieces.append(y)
-    assert_close([torch.cat(pieces, 1)], [y_full], 1e-6, ["y"])
+    assert_close([torch.cat(pieces, 1)], [y_full], FP32_TOL, ["y"])
     ends = [*state.weights, *state.momentum]
-    assert_close(ends, [*end_full.weights, *end_full.momentum], 1e-6, ["end"] * len(ends))
+    assert_close(ends, [*end_full.weights, *end_full.momentum], FP32_TOL, ["end"] * len(ends))
 
 
 def test_no_grad_forward_matches_chunk() -> None:

@@ -82,6 +82,21 @@ def test_killed_run_resumes_to_the_same_state(lambda_store: Path, tmp_path: Path
         torch.testing.assert_close(final_got[name], tensor, rtol=1e-4, atol=1e-6)
 
 
+def test_sigterm_writes_a_checkpoint_and_exits_143(lambda_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    process = _launch(lambda_store, out)
+    _wait_for(out / "checkpoints" / "step-00000004", process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 143
+    assert not (out / "summary.json").exists()
+    newest = ckpt.newest_valid(out)
+    stopped_at = ckpt.load_training_state(newest)["counters"]["step"]
+    assert newest.name == ckpt.checkpoint_name(stopped_at) and stopped_at >= 4
+    assert _rows(out)[-1]["step"] <= stopped_at
+    summary = run_pretraining(tiny_config([lambda_store], *LONG), out, device="cpu")
+    assert summary["steps"] == 24
+
+
 @pytest.fixture
 def run_with_checkpoints(lambda_store: Path, tmp_path: Path) -> Path:
     out = tmp_path / "run"

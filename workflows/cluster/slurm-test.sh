@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A real SLURM run of the demo workflow on this machine (Debian/Ubuntu, as root): installs
-# slurm-wlm and munge when absent, starts a one-node cluster on localhost (slurmctld + slurmd,
-# its own slurm.conf through SLURM_CONF, nothing written to /etc/slurm), runs the demo through
-# the SLURM executor with the cluster profile (CPU overrides: no GPU, small memory), checks
-# every output, and stops the daemons it started, also on failure.
+# slurm-wlm and munge when absent, starts a one-node cluster on localhost (slurmctld + slurmd),
+# runs the demo through the SLURM executor with the cluster profile (CPU overrides: no GPU,
+# small memory), checks every output, and stops the daemons it started, also on failure.
+# The cluster's slurm.conf lives in the work folder; /etc/slurm/slurm.conf links to it while the
+# test runs, because Snakemake's job steps call srun without SLURM_CONF. A machine that already
+# has its own /etc/slurm/slurm.conf (a real cluster node) is refused.
 #
 #   bash workflows/cluster/slurm-test.sh        (or: make cluster-test)
 #
@@ -17,7 +19,9 @@ SHARED=$(cd "${TITANS_DNA_SHARED_DATA:-$REPO/../shared/data}" && pwd)
 WORK=${SLURM_TEST_DIR:-$(mktemp -d /tmp/titans-dna-slurm.XXXXXX)}
 CPUS=${SLURM_TEST_CPUS:-2}
 NODE=$(hostname -s)
-export SLURM_CONF=$WORK/slurm.conf
+SLURM_CONF=$WORK/slurm.conf
+SYSTEM_CONF=/etc/slurm/slurm.conf
+WORKFLOW_TIMEOUT=${SLURM_TEST_TIMEOUT:-2700}  # seconds; a stuck status query must not hang CI
 
 say() { printf '[slurm-test] %s\n' "$*"; }
 fail() { say "FAILED: $*"; exit 1; }
@@ -75,6 +79,12 @@ NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$memory State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
     say "slurm.conf: node $NODE, $CPUS CPUs, $memory MB"
+    if [ -e "$SYSTEM_CONF" ] && [ "$(readlink "$SYSTEM_CONF")" != "$SLURM_CONF" ]; then
+        fail "$SYSTEM_CONF exists: this machine has its own SLURM configuration"
+    fi
+    mkdir -p "$(dirname "$SYSTEM_CONF")"
+    ln -sfn "$SLURM_CONF" "$SYSTEM_CONF"
+    LINKED_CONF=1
 }
 
 stop_daemons() {
@@ -85,6 +95,9 @@ stop_daemons() {
     done
     if [ -n "${STARTED_MUNGE:-}" ] && [ -s /run/munge/munged.pid ]; then
         kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+    fi
+    if [ -n "${LINKED_CONF:-}" ]; then
+        rm -f "$SYSTEM_CONF"
     fi
     say "daemons stopped"
 }
@@ -107,10 +120,11 @@ run_workflow() {
         "$REPO/workflows/config/config.yaml" >"$WORK/config.yaml"
     mkdir -p "$WORK/run"
     say "running the demo workflow through SLURM in $WORK/run"
-    "$BIN/snakemake" --snakefile "$REPO/Snakefile" --directory "$WORK/run" \
+    timeout "$WORKFLOW_TIMEOUT" "$BIN/snakemake" --snakefile "$REPO/Snakefile" --directory "$WORK/run" \
         --configfile "$WORK/config.yaml" --replace-workflow-config \
         --executor slurm --workflow-profile "$REPO/workflows/profiles/slurm" \
-        --slurm-no-account --slurm-init-seconds-before-status-checks 5 \
+        --slurm-no-account --slurm-status-command squeue \
+        --slurm-init-seconds-before-status-checks 5 \
         --seconds-between-status-checks 5 --jobs 4 --retries 0 \
         --default-resources mem_mb=1500 runtime=60 slurm_partition=debug \
         --set-threads tokenize=1 pretrain="$CPUS" finetune=1 embed=1 \

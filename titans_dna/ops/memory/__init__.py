@@ -103,7 +103,10 @@ def neural_memory(
     if q.shape[1] == 0:
         return q.new_empty(q.shape), state
     if name == "triton":
-        reason = _triton_module().unsupported_reason(q, state, chunk_size, activation)
+        reason = _triton_module().unsupported_reason(
+            q, k, v, theta, eta, alpha, state, chunk_size=chunk_size, activation=activation,
+            residual=residual, max_surprise_norm=max_surprise_norm,
+        )  # fmt: skip
         if reason is not None and impl == "triton":
             raise ValueError(reason)
         name = "chunk" if reason is not None else name

@@ -14,18 +14,18 @@ inputs X (the queries, then the previous layer's dual-form activations) and key-
 
     Z = diag(β) X W_0ᵀ + diag(γ) X S_0ᵀ − ((X Hᵀ) ⊙ D) diag(2θc) Δ.
 
-Only the state recurrence is sequential. The computation runs in three phases:
+Only the state recurrence is sequential. The computation runs in three parts:
 
-1. everything that does not depend on the state (gate matrices, the first layer's Q Kᵀ ⊙ D),
-   for all chunks at once;
+1. everything that does not depend on the state (gate matrices, the first layer's Q Kᵀ ⊙ D)
+   for all chunks at once, before the loop;
 2. a Python loop over chunks that carries (W, S): the surprise at W_0 (key forward pass and
    backpropagated errors) and the end-of-chunk state, nothing else;
-3. retrieval (the formula above) for all chunks at once, from the chunk-start states phase 2
-   recorded: a few large batched matrix products instead of many small ones per chunk.
+3. retrieval (the formula above) from the chunk-start states the loop recorded, batched over a
+   group of chunks (``RETRIEVAL_MATRICES``) each time the loop has completed one.
 
-W and S of a layer are carried stacked, [2, out, in], so the end-of-chunk decay is one small
-matrix product and the rank-b update of both is one more. Products of gates are exponentials of
-sums of logarithms over index ranges (never divisions of cumulative products, which underflow).
+W and S of a layer are carried interleaved as (W | S) [out, 2, in]: the retrieval's two products
+and the rank-b update of both are single matrix products. Products of gates are exponentials of
+sums of log-gates over index ranges (never divisions of cumulative products, which underflow).
 Autograd differentiates the whole computation.
 """
 
@@ -41,7 +41,11 @@ from torch import Tensor
 from titans_dna.ops.memory.activations import Activation, get_activation
 from titans_dna.ops.memory.state import MemoryState
 
-RETRIEVAL_MATRICES = int(__import__("os").environ.get("RM", "32"))
+# Retrieval batches this many (chunk, batch*head) matrices: products large enough to run
+# efficiently on several threads, working sets small enough to stay in cache.
+RETRIEVAL_MATRICES = 64
+# Chunks per window of the all-chunk precomputation (bounds inference memory on long inputs).
+WINDOW_CHUNKS = 256
 
 
 class ChunkGates(NamedTuple):
@@ -132,6 +136,7 @@ class _Step(NamedTuple):
     scale: Tensor  # [N, b, 1]: 2θ
     key_norm_sq: Tensor  # [N, b]: ‖k‖²
     end_weights: Tensor  # [N, b, 2, 1]
+    key_update: Tensor  # [N, b, 2D]: [D_{r,:} k | P_{r,:} k], the first layer's (state-free)
     end_keep: Tensor  # [N, 1, 2, 1]
     end_gamma: Tensor  # [N, 1, 1]
 
@@ -147,17 +152,18 @@ def _surprise(
     carry: list[Tensor], step: _Step, act: Activation, max_norm: float | None
 ) -> _Surprise:
     """Errors δ_l at W_0 (u_l = 2 δ_l h_{l-1}ᵀ), scaled by 2θ and the clip factor."""
+    weights = [ws[:, :, 0] for ws in carry]  # W_0 (one view each: one gradient to scatter back)
     inputs, slopes = [step.keys], []
     h = step.keys
-    for layer, ws in enumerate(carry):
-        z = h @ ws[:, :, 0].mT
-        if layer < len(carry) - 1:
+    for layer, w in enumerate(weights):
+        z = h @ w.mT
+        if layer < len(weights) - 1:
             h, slope = act.value_and_grad(z)
             inputs.append(h)
             slopes.append(slope)
     deltas = [z - step.values]
-    for layer in range(len(carry) - 1, 0, -1):
-        deltas.append((deltas[-1] @ carry[layer][:, :, 0]) * slopes[layer - 1])
+    for layer in range(len(weights) - 1, 0, -1):
+        deltas.append((deltas[-1] @ weights[layer]) * slopes[layer - 1])
     deltas.reverse()
     scale = step.scale
     if max_norm is not None:
@@ -169,18 +175,23 @@ def _surprise(
     return _Surprise([delta * scale for delta in deltas], inputs)
 
 
-def _end_state(ws: Tensor, delta: Tensor, h: Tensor, step: _Step) -> Tensor:
-    """(W_b | S_b) [N, out, 2, in] from (W_0 | S_0), scaled errors [N, b, out], inputs h."""
+def _weigh(x: Tensor, weights: Tensor) -> Tensor:
+    """[a x | c x] [..., 2 f] from x [..., f] and weights (a, c) [..., 2, 1]."""
+    return (x.unsqueeze(-2) * weights).flatten(-2)
+
+
+def _end_state(ws: Tensor, delta: Tensor, weighted: Tensor, step: _Step) -> Tensor:
+    """(W_b | S_b) [N, out, 2, in] from (W_0 | S_0), scaled errors [N, b, out] and the layer's
+    weighted key-side inputs [D_{r,:} h | P_{r,:} h] [N, b, 2 in]."""
     decayed = ws * step.end_keep
-    decayed[:, :, 0].add_(ws[:, :, 1] * step.end_gamma)
-    weighted = (h.unsqueeze(-2) * step.end_weights).flatten(-2)  # [D h | P h]
+    decayed[:, :, 0].addcmul_(ws[:, :, 1], step.end_gamma)
     return torch.baddbmm(decayed.flatten(-2), delta.mT, weighted, alpha=-1).unflatten(-1, (2, -1))
 
 
 class _Queries(NamedTuple):
     """What retrieval needs of a group of chunks besides the state: [M, *] with M = chunks*N."""
 
-    queries: Tensor  # [M, b, D]
+    first_inputs: Tensor  # [M, b, 2D]: [β q | γ q], the first layer's (state-free)
     first_scores: Tensor  # [M, b, b]: (Q Kᵀ) ⊙ D, the first layer's scores (state-free)
     decay: Tensor  # [M, b, b]
     retrieval: Tensor  # [M, b, 2, 1]: (β_t, γ_t)
@@ -193,22 +204,18 @@ def _retrieve(
 
     starts: (W_0 | S_0) [M, out, 2, in] per layer; surprise: [M, b, *] per layer.
     """
-    x = queries.queries
-    for layer, ws in enumerate(starts):
-        weighted = (x.unsqueeze(-2) * queries.retrieval).flatten(-2)  # [β x | γ x]
-        base = weighted @ ws.flatten(-2).mT
-        if layer == 0:
-            scores = queries.first_scores
-        else:
-            scores = (x @ surprise.inputs[layer].mT) * queries.decay
-        z = torch.baddbmm(base, scores, surprise.deltas[layer], alpha=-1)
-        x = z if layer == len(starts) - 1 else act.fn(z)
-    return x
+    z = _dual_layer(queries.first_inputs, starts[0], queries.first_scores, surprise.deltas[0])
+    for layer in range(1, len(starts)):
+        x = act.fn(z)
+        scores = (x @ surprise.inputs[layer].mT) * queries.decay
+        weighted = _weigh(x, queries.retrieval)  # [β x | γ x]
+        z = _dual_layer(weighted, starts[layer], scores, surprise.deltas[layer])
+    return z
 
 
-def _stack_flat(tensors: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
-    """Per-chunk tensors [N, *] -> [chunks*N, *]."""
-    return torch.cat(tensors, 0)
+def _dual_layer(weighted: Tensor, ws: Tensor, scores: Tensor, delta: Tensor) -> Tensor:
+    """Z = [β x | γ x] [W_0 | S_0]ᵀ − scores Δ: one layer's retrieval, [M, b, out]."""
+    return torch.baddbmm(weighted @ ws.flatten(-2).mT, scores, delta, alpha=-1)
 
 
 def _state_to_carry(state: MemoryState) -> list[Tensor]:
@@ -223,6 +230,71 @@ def _carry_to_state(carry: list[Tensor], batch: int, heads: int) -> MemoryState:
     weights = tuple(ws[:, :, 0].unflatten(0, (batch, heads)) for ws in carry)
     momentum = tuple(ws[:, :, 1].unflatten(0, (batch, heads)) for ws in carry)
     return MemoryState(weights, momentum)
+
+
+def _prepare(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    theta: Tensor,
+    eta: Tensor,
+    alpha: Tensor,
+    b: int,
+    residual: bool,
+) -> tuple[list[_Step], list[_Queries]]:
+    """All state-free work, for every chunk at once: per-chunk steps, per-group retrieval inputs."""
+    length = q.shape[1]
+    queries, keys, values = (_to_chunks(x, b) for x in (q, k, v))
+    if residual:
+        values = values - keys
+    log_keep, log_eta = _log_gates(eta, alpha)
+    last = torch.full((queries.shape[0],), b - 1, device=q.device)
+    last[-1] = (length - 1) % b
+    gates = chunk_gates(_to_chunks(log_keep, b), _to_chunks(log_eta, b), last)
+    step_parts = (
+        keys,
+        values,
+        2 * _to_chunks(theta, b).unsqueeze(-1),
+        torch.linalg.vecdot(keys, keys),
+        gates.end_weights,
+        _weigh(keys, gates.end_weights),
+        gates.end_keep,
+        gates.end_gamma,
+    )
+    steps = [_Step(*parts) for parts in zip(*(x.unbind(0) for x in step_parts), strict=True)]
+    group = max(1, RETRIEVAL_MATRICES // queries.shape[1])
+    first_scores = (queries @ keys.mT) * gates.decay
+    query_parts = (_weigh(queries, gates.retrieval), first_scores, gates.decay, gates.retrieval)
+    groups = [
+        _Queries(*(x.flatten(0, 1) for x in parts))
+        for parts in zip(*(x.split(group) for x in query_parts), strict=True)
+    ]
+    return steps, groups
+
+
+def _advance(
+    carry: list[Tensor], steps: list[_Step], act: Activation, max_norm: float | None
+) -> tuple[list[Tensor], list[Tensor], _Surprise]:
+    """Run the state recurrence over ``steps``.
+
+    Returns (end carry, chunk-start states [chunks*N, out, 2, in] per layer, surprises
+    [chunks*N, b, *] per layer).
+    """
+    starts, surprises = [], []
+    for step in steps:
+        starts.append(carry)
+        surprises.append(_surprise(carry, step, act, max_norm))
+        key_updates = [step.key_update]
+        key_updates += [_weigh(h, step.end_weights) for h in surprises[-1].inputs[1:]]
+        carry = [
+            _end_state(ws, delta, update, step)
+            for ws, delta, update in zip(carry, surprises[-1].deltas, key_updates, strict=True)
+        ]
+    stacked = _Surprise(
+        [torch.cat(x) for x in zip(*(s.deltas for s in surprises), strict=True)],
+        [torch.cat(x) for x in zip(*(s.inputs for s in surprises), strict=True)],
+    )
+    return carry, [torch.cat(x) for x in zip(*starts, strict=True)], stacked
 
 
 def chunk_memory(
@@ -243,51 +315,47 @@ def chunk_memory(
 
     q, k, v: [B, T, H, D]; theta, eta, alpha: [B, T, H]; state [B, H, out, in] per layer; all one
     floating dtype, T >= 1. Returns (y [B, T, H, D], end state).
+
+    Long sequences run as consecutive windows of ``WINDOW_CHUNKS`` chunks (streaming the state
+    between them, which equals one pass), so that the all-chunk gate matrices of inference take
+    memory bounded by the window, not by T.
     """
     act = get_activation(activation)
-    batch, length, heads, dim = q.shape
+    batch, length, heads, _ = q.shape
     b = min(chunk_size, length)
-    queries, keys, values = (_to_chunks(x, b) for x in (q, k, v))
-    if residual:
-        values = values - keys
-    log_keep, log_eta = _log_gates(eta, alpha)
-    last = torch.full((queries.shape[0],), b - 1, device=q.device)
-    last[-1] = (length - 1) % b
-    gates = chunk_gates(_to_chunks(log_keep, b), _to_chunks(log_eta, b), last)
-    step_parts = (
-        keys,
-        values,
-        2 * _to_chunks(theta, b).unsqueeze(-1),
-        torch.linalg.vecdot(keys, keys),
-        gates.end_weights,
-        gates.end_keep,
-        gates.end_gamma,
-    )
+    window = WINDOW_CHUNKS * b
     carry = _state_to_carry(state)
-    steps = (_Step(*parts) for parts in zip(*(x.unbind(0) for x in step_parts), strict=True))
-    # retrieval runs on groups of chunks: large enough products, a cache-sized working set
-    group = max(1, RETRIEVAL_MATRICES // queries.shape[1])
-    query_parts = (queries, (queries @ keys.mT) * gates.decay, gates.decay, gates.retrieval)
     outputs = []
-    for parts in zip(*(x.split(group) for x in query_parts), strict=True):
-        starts, surprises = [], []
-        for _ in range(parts[0].shape[0]):
-            step = next(steps)
-            starts.append(carry)
-            surprises.append(_surprise(carry, step, act, max_surprise_norm))
-            carry = [
-                _end_state(ws, delta, h, step)
-                for ws, delta, h in zip(carry, *surprises[-1], strict=True)
-            ]
-        stacked = _Surprise(
-            [_stack_flat(x) for x in zip(*(s.deltas for s in surprises), strict=True)],
-            [_stack_flat(x) for x in zip(*(s.inputs for s in surprises), strict=True)],
-        )
-        layer_starts = [_stack_flat(x) for x in zip(*starts, strict=True)]
-        group_queries = _Queries(*(x.flatten(0, 1) for x in parts))
-        outputs.append(_retrieve(group_queries, layer_starts, stacked, act))
+    for start in range(0, length, window):
+        piece = (x[:, start : start + window] for x in (q, k, v, theta, eta, alpha))
+        y, carry = _window(*piece, carry, b, act, residual, max_surprise_norm)
+        outputs.append(y)
+    y = outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
+    return y, _carry_to_state(carry, batch, heads)
+
+
+def _window(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    theta: Tensor,
+    eta: Tensor,
+    alpha: Tensor,
+    carry: list[Tensor],
+    b: int,
+    act: Activation,
+    residual: bool,
+    max_norm: float | None,
+) -> tuple[Tensor, list[Tensor]]:
+    """One window of chunks: (y [B, T, H, D], end carry)."""
+    batch, length, heads, dim = q.shape
+    steps, groups = _prepare(q, k, v, theta, eta, alpha, b, residual)
+    outputs, done = [], 0
+    for queries in groups:
+        count = queries.first_scores.shape[0] // (batch * heads)
+        carry, starts, surprise = _advance(carry, steps[done : done + count], act, max_norm)
+        outputs.append(_retrieve(queries, starts, surprise, act))
+        done += count
     y = torch.cat(outputs).view(-1, batch, heads, b, dim).permute(1, 0, 3, 2, 4)
     y = y.reshape(batch, -1, heads, dim)[:, :length]
-    if residual:
-        y = y + q
-    return y, _carry_to_state(carry, batch, heads)
+    return (y + q if residual else y), carry

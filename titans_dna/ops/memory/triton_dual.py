@@ -28,11 +28,23 @@ import triton.language as tl
 
 
 @triton.jit
+def _round_bf16(x):
+    """float32 x rounded to the nearest bfloat16 value (ties to even), kept in float32."""
+    bits = x.to(tl.int32, bitcast=True)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & -65536
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def mm(a, b, PREC: tl.constexpr):
-    """a @ b with float32 accumulation; PREC "bf16" rounds both operands to bfloat16 first (the
-    tensor-core path for 16-bit inputs), otherwise it is tl.dot's input_precision."""
+    """a @ b with float32 accumulation. PREC "bf16": bfloat16 operands (the tensor-core path for
+    16-bit inputs); "bf16-emulated": the same products from operands rounded in float32 (Triton's
+    interpreter neither rounds to nearest nor multiplies bfloat16 dot operands correctly);
+    otherwise PREC is tl.dot's input_precision."""
     if PREC == "bf16":
         return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    elif PREC == "bf16-emulated":
+        return tl.dot(_round_bf16(a), _round_bf16(b))
     else:
         return tl.dot(a, b, input_precision=PREC)
 
@@ -88,23 +100,9 @@ def dual_layer_fwd(
 
 @triton.jit
 def dual_layer_bwd(
-    x,
-    k,
-    e,
-    w,
-    s,
-    g,
-    beta,
-    gamma,
-    h,
-    rho,
-    dy,
-    dw_b,
-    ds_b,
-    last,
-    BT: tl.constexpr,
-    PREC: tl.constexpr,
-):
+    x, k, e, w, s, g, beta, gamma, h, rho, dy, dw_b, ds_b, last,
+    BT: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
     """Backward of `dual_layer_fwd` for output gradients dY [BT, DO], dW_b, dS_b [DO, DI].
 
     Returns (dX, dK, dE, dW, dS, dG [BT,BT], dβ [BT], dγ [BT], dh [BT], dρ scalar); dW and dS
