@@ -52,6 +52,17 @@ def checkpoint_dir(path: str | Path) -> Path:
     return path
 
 
+def check_tokenizer(directory: Path) -> None:
+    """A checkpoint's tokenizer.json, when present, must describe this library's tokenizer."""
+    from titans_dna.tokenizer import DNATokenizer
+
+    if (directory / "tokenizer.json").is_file():
+        try:
+            DNATokenizer.load(directory / "tokenizer.json")
+        except ValueError as err:
+            raise PipelineError(str(err)) from None
+
+
 def weights_sha256(directory: Path) -> str:
     """sha256 of the checkpoint's weights file (identifies the exact model)."""
     digest = hashlib.sha256()
@@ -64,6 +75,7 @@ def weights_sha256(directory: Path) -> str:
 def load_backbone(path: str | Path, device: torch.device) -> tuple[TitansLM, Path]:
     """The TitansLM of a pretrained checkpoint, or the `.lm` of a fine-tuned classifier."""
     directory = checkpoint_dir(path)
+    check_tokenizer(directory)
     try:
         if checkpoint_model_type(directory) == CLASSIFIER_TYPE:
             log.info("%s is a fine-tuned classifier; using its language model", directory)
@@ -80,6 +92,7 @@ def load_classifier(
 ) -> tuple[TitansForSequenceClassification, Path]:
     """A fine-tuned classifier (checkpoint folder or finetune --out folder)."""
     directory = checkpoint_dir(path)
+    check_tokenizer(directory)
     try:
         model = TitansForSequenceClassification.from_pretrained(directory)
     except CheckpointError as err:
@@ -103,6 +116,7 @@ def new_classifier(
             raise PipelineError(f"--preset {preset}: {err}") from None
         return TitansForSequenceClassification(config, num_labels, pooling, label_names=label_names)
     directory = checkpoint_dir(checkpoint)
+    check_tokenizer(directory)
     try:
         return TitansForSequenceClassification.from_pretrained_backbone(
             directory, num_labels, pooling, label_names=label_names

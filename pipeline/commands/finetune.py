@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
             preset=args.preset if args.checkpoint == "none" else None,
             pooling=args.pooling,
             device=str(device),
+            model_config=model.config.to_dict(),
         )
         save_outputs(tmp, model, task, metrics)
     test = metrics["test"]

@@ -60,6 +60,8 @@ def init_distributed(device_name: str) -> DistContext:
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend, timeout=_TIMEOUT)
         log.info("rank %d/%d joined (%s on %s)", rank, world, backend, device)
+        if rank != 0:  # one log for the job: the other ranks report errors only
+            log.setLevel(logging.ERROR)
     return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=device)
 
 

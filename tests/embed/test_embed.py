@@ -263,3 +263,16 @@ def test_a_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     fasta = write_fasta(tmp_path / "in.fa", {"s": "ACGT"})
     assert embed(fasta, tmp_path / "no-model", tmp_path / "out.h5") == 2
     assert "checkpoint not found" in error_line(capsys)
+
+
+def test_a_checkpoint_with_another_tokenizer(
+    lm_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(lm_checkpoint, model)
+    (model / "tokenizer.json").write_text(json.dumps({"tokenizer_class": "BPETokenizer"}))
+    fasta = write_fasta(tmp_path / "in.fa", {"s": "ACGT"})
+    assert embed(fasta, model, tmp_path / "out.h5") == 2
+    assert "not a DNATokenizer" in error_line(capsys)

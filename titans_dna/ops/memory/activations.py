@@ -1,7 +1,7 @@
-"""Activations of an MLP memory with their derivatives, written out for the closed-form gradients.
+"""Activations of an MLP memory with their first and second derivatives.
 
-The derivatives are plain differentiable tensor expressions: autograd goes through them when the
-model is trained (the memory's inner gradient is part of the outer forward pass).
+σ' enters the closed-form surprise (the memory's inner gradient); σ'' enters the outer gradient
+through it (the chunked form's hand-written backward). All are plain tensor expressions.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from torch import Tensor
 
 
 class Activation(NamedTuple):
-    """σ, σ' and (σ, σ') together (elementwise; the pair shares intermediate results)."""
+    """σ, σ', (σ, σ') together (sharing intermediate results) and σ'' (elementwise)."""
 
     fn: Callable[[Tensor], Tensor]
     grad: Callable[[Tensor], Tensor]
     value_and_grad: Callable[[Tensor], tuple[Tensor, Tensor]]
+    grad2: Callable[[Tensor], Tensor]
 
 
 def _silu_grad(x: Tensor) -> Tensor:
@@ -34,11 +35,24 @@ def _silu_value_and_grad(x: Tensor) -> tuple[Tensor, Tensor]:
     return value, torch.addcmul(s, s, x - value)
 
 
+def _silu_grad2(x: Tensor) -> Tensor:
+    s = torch.sigmoid(x)
+    return s * (1 - s) * (2 + x * (1 - 2 * s))
+
+
+def _normal_pdf(x: Tensor) -> Tensor:
+    return torch.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+
+
 def _gelu_grad(x: Tensor) -> Tensor:
     # exact (erf) GELU: Φ(x) + x φ(x)
     cdf = 0.5 * (1 + torch.erf(x * (1 / math.sqrt(2))))
-    pdf = torch.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
-    return cdf + x * pdf
+    return cdf + x * _normal_pdf(x)
+
+
+def _gelu_grad2(x: Tensor) -> Tensor:
+    # 2 φ(x) + x φ'(x) = φ(x) (2 − x²)
+    return _normal_pdf(x) * (2 - x * x)
 
 
 def _relu_grad(x: Tensor) -> Tensor:
@@ -50,11 +64,16 @@ def _separately(fn: Callable[[Tensor], Tensor], grad: Callable[[Tensor], Tensor]
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "silu": Activation(torch.nn.functional.silu, _silu_grad, _silu_value_and_grad),
+    "silu": Activation(torch.nn.functional.silu, _silu_grad, _silu_value_and_grad, _silu_grad2),
     "gelu": Activation(
-        torch.nn.functional.gelu, _gelu_grad, _separately(torch.nn.functional.gelu, _gelu_grad)
+        torch.nn.functional.gelu,
+        _gelu_grad,
+        _separately(torch.nn.functional.gelu, _gelu_grad),
+        _gelu_grad2,
     ),
-    "relu": Activation(torch.relu, _relu_grad, _separately(torch.relu, _relu_grad)),
+    "relu": Activation(
+        torch.relu, _relu_grad, _separately(torch.relu, _relu_grad), torch.zeros_like
+    ),
 }
 
 

@@ -1,0 +1,277 @@
+"""Backward pass of the chunked neural memory, written out (the reverse of ``chunk_fwd.py``).
+
+Retrieval depends on the states only through the chunk-start states the forward pass saved, so
+its backward runs for all chunks at once; then a reverse loop over chunks carries the gradient
+of the state (dW, dS) from each chunk's end to its start through the end-of-chunk update and the
+surprise (key pass, clipping, backpropagated errors: this is where σ'' enters). Each function
+mirrors one forward function; every product is a batched matrix product over N = B*H.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from titans_dna.ops.memory.activations import Activation
+from titans_dna.ops.memory.chunk_fwd import ChunkInputs, Saved, weigh
+
+
+class RetrievalGrads(NamedTuple):
+    """Gradients from retrieval, [nc, N, ...] (per layer where a list)."""
+
+    starts: list[Tensor]  # d(W_0 | S_0) [nc, N, out, 2, in]
+    deltas: list[Tensor]  # dΔ_l (scaled errors) [nc, N, b, out]
+    inputs: list[Tensor | None]  # dh_l (None for l = 0: the keys' score gradient is d_first_scores)
+    first_inputs: Tensor
+    first_scores: Tensor
+    decay: Tensor | None  # None for a linear memory
+    retrieval: Tensor | None
+
+
+def retrieve_backward(
+    dy: Tensor, chunks: ChunkInputs, saved: Saved, act: Activation
+) -> RetrievalGrads:
+    """Reverse of ``chunk_fwd.retrieve`` for all chunks at once; dy [nc, N, b, D]."""
+    shape = dy.shape[:2]
+    flat = ChunkInputs(*(x.flatten(0, 1) for x in chunks))
+    depth = len(saved.starts)
+    starts = [s.flatten(0, 1).flatten(-2) for s in saved.starts]  # [M, out, 2 in]
+    inputs = [h.flatten(0, 1) for h in saved.inputs]
+    deltas = [(d * saved.scale).flatten(0, 1) for d in saved.deltas]
+    d_starts, d_deltas, d_inputs = [None] * depth, [None] * depth, [None] * depth
+    d_decay = d_retrieval = None
+    dz = dy.flatten(0, 1)
+    for layer in range(depth - 1, -1, -1):
+        if layer == 0:
+            weighted, scores = flat.first_inputs, flat.first_scores
+        else:
+            x = act.fn(saved.query_pre[layer - 1])
+            weighted = weigh(x, flat.retrieval)
+            raw = saved.query_scores[layer - 1]
+            scores = raw * flat.decay
+        d_starts[layer] = (dz.mT @ weighted).unflatten(-1, (2, -1)).unflatten(0, shape)
+        d_weighted = dz @ starts[layer]
+        d_scores = -(dz @ deltas[layer].mT)
+        d_deltas[layer] = (-(scores.mT @ dz)).unflatten(0, shape)
+        if layer == 0:
+            d_first_inputs, d_first_scores = d_weighted, d_scores
+            continue
+        split = d_weighted.unflatten(-1, (2, -1))  # gradients of [β x | γ x]
+        dx = (split * flat.retrieval).sum(-2)
+        d_ret = (split * x.unsqueeze(-2)).sum(-1, keepdim=True)
+        d_dec = d_scores * raw
+        d_retrieval = d_ret if d_retrieval is None else d_retrieval + d_ret
+        d_decay = d_dec if d_decay is None else d_decay + d_dec
+        d_raw = d_scores * flat.decay
+        dx = torch.baddbmm(dx, d_raw, inputs[layer])
+        d_inputs[layer] = (d_raw.mT @ x).unflatten(0, shape)
+        dz = dx * act.grad(saved.query_pre[layer - 1])
+
+    def unflat(x: Tensor | None) -> Tensor | None:
+        return None if x is None else x.unflatten(0, shape)
+
+    return RetrievalGrads(
+        d_starts,
+        d_deltas,
+        d_inputs,
+        unflat(d_first_inputs),
+        unflat(d_first_scores),
+        unflat(d_decay),
+        unflat(d_retrieval),
+    )
+
+
+class StepGrads(NamedTuple):
+    """Gradients of one chunk's recurrence inputs (fields of ``ChunkInputs``), [N, ...]."""
+
+    keys: Tensor
+    values: Tensor
+    scale: Tensor
+    key_norm_sq: Tensor | None
+    end_weights: Tensor | None
+    key_update: Tensor
+    end_keep: Tensor
+    end_gamma: Tensor
+
+
+class _Chunk(NamedTuple):
+    """One chunk's saved forward values, [N, ...] (per layer where a list)."""
+
+    starts: list[Tensor]
+    inputs: list[Tensor]
+    pre: list[Tensor]
+    slopes: list[Tensor]
+    backs: list[Tensor]
+    deltas: list[Tensor]
+    scale: Tensor
+    factor: Tensor | None
+    norm_sq: Tensor | None
+
+
+def _end_state_backward(
+    d_end: list[Tensor], chunk: _Chunk, inputs: ChunkInputs, c: int, ret: RetrievalGrads
+) -> tuple[list[Tensor], list[Tensor], list[Tensor | None], tuple]:
+    """Reverse of ``chunk_fwd.end_state`` for every layer of chunk c.
+
+    Returns (d(W_0 | S_0) from the end state and retrieval, dΔ_l, dh_l (l >= 1, with the retrieval
+    part), (d_end_weights, d_key_update, d_end_keep, d_end_gamma)).
+    """
+    end_keep, end_gamma, end_weights = inputs.end_keep[c], inputs.end_gamma[c], inputs.end_weights[c]
+    d_starts, d_scaled, d_inputs = [], [], [None]
+    d_keep = d_gamma = d_weights = d_key_update = None
+    for layer, (g, ws) in enumerate(zip(d_end, chunk.starts, strict=True)):
+        d_ws = g * end_keep + ret.starts[layer][c]
+        d_ws[:, :, 1].addcmul_(g[:, :, 0], end_gamma)
+        d_starts.append(d_ws)
+        keep = (g * ws).sum((1, 3), keepdim=True)
+        gamma = (g[:, :, 0] * ws[:, :, 1]).sum((1, 2)).view(-1, 1, 1)
+        d_keep = keep if d_keep is None else d_keep + keep
+        d_gamma = gamma if d_gamma is None else d_gamma + gamma
+        flat = g.flatten(-2)  # [N, out, 2 in]
+        h = chunk.inputs[layer]
+        update = inputs.key_update[c] if layer == 0 else weigh(h, end_weights)
+        d_scaled.append(torch.baddbmm(ret.deltas[layer][c], update, flat.mT, alpha=-1))
+        d_update = -((chunk.deltas[layer] * chunk.scale) @ flat)
+        if layer == 0:
+            d_key_update = d_update
+            continue
+        split = d_update.unflatten(-1, (2, -1))
+        d_inputs.append(ret.inputs[layer][c] + (split * end_weights).sum(-2))
+        weights = (split * h.unsqueeze(-2)).sum(-1, keepdim=True)
+        d_weights = weights if d_weights is None else d_weights + weights
+    return d_starts, d_scaled, d_inputs, (d_weights, d_key_update, d_keep, d_gamma)
+
+
+def _clip_backward(
+    d_scaled: list[Tensor],
+    d_inputs: list[Tensor | None],
+    chunk: _Chunk,
+    scale: Tensor,
+    key_norm_sq: Tensor,
+    max_norm: float | None,
+) -> tuple[list[Tensor], Tensor, Tensor | None]:
+    """Reverse of Δ_l = s δ_l, s = 2θ c(‖u‖²): (dδ_l, d(2θ), d‖k‖²); adds to d_inputs."""
+    d_deltas = [d * chunk.scale for d in d_scaled]
+    d_s = sum(torch.linalg.vecdot(d, delta) for d, delta in zip(d_scaled, chunk.deltas, strict=True))
+    d_s = d_s.unsqueeze(-1)
+    if max_norm is None:
+        return d_deltas, d_s, None
+    factor, norm_sq = chunk.factor, chunk.norm_sq
+    # c = m max(n, m²)^(-1/2): dc/dn = -c / (2n) above the threshold, 0 below
+    d_factor = d_s * scale
+    d_norm = torch.where(norm_sq > max_norm * max_norm, -0.5 * d_factor * factor / norm_sq, 0)
+    d_norm4 = 4 * d_norm  # n = 4 (‖k‖² ‖δ_0‖² + Σ_{l>=1} ‖h_l‖² ‖δ_l‖²)
+    d_deltas[0] = d_deltas[0] + (2 * d_norm4 * key_norm_sq.unsqueeze(-1)) * chunk.deltas[0]
+    d_key_norm_sq = d_norm4.squeeze(-1) * torch.linalg.vecdot(chunk.deltas[0], chunk.deltas[0])
+    for layer in range(1, len(d_deltas)):
+        h, delta = chunk.inputs[layer], chunk.deltas[layer]
+        h_sq = torch.linalg.vecdot(h, h).unsqueeze(-1)
+        delta_sq = torch.linalg.vecdot(delta, delta).unsqueeze(-1)
+        d_deltas[layer] = d_deltas[layer] + (2 * d_norm4 * h_sq) * delta
+        d_inputs[layer] = d_inputs[layer] + (2 * d_norm4 * delta_sq) * h
+    return d_deltas, d_s * factor, d_key_norm_sq
+
+
+def _key_pass_backward(
+    d_deltas: list[Tensor], d_inputs: list[Tensor | None], chunk: _Chunk, act: Activation
+) -> tuple[list[Tensor], Tensor, Tensor]:
+    """Reverse of ``chunk_fwd.key_pass``: (dW_0 per layer, d keys, d values)."""
+    weights = [ws[:, :, 0] for ws in chunk.starts]
+    depth = len(weights)
+    d_weights: list[Tensor] = [None] * depth  # layers >= 1 get their first term in the loop
+    d_pre = []
+    for layer in range(depth - 1):  # δ_l = (δ_{l+1} W_{l+1}) ⊙ σ'(z_l)
+        d_back = d_deltas[layer] * chunk.slopes[layer]
+        d_pre.append(d_deltas[layer] * chunk.backs[layer] * act.grad2(chunk.pre[layer]))
+        d_deltas[layer + 1] = torch.baddbmm(d_deltas[layer + 1], d_back, weights[layer + 1].mT)
+        d_weights[layer + 1] = chunk.deltas[layer + 1].mT @ d_back
+    dz = d_deltas[-1]  # δ_{L-1} = z_{L-1} − v
+    for layer in range(depth - 1, 0, -1):  # z_l = h_l W_lᵀ, h_l = σ(z_{l-1})
+        d_weights[layer] = d_weights[layer] + dz.mT @ chunk.inputs[layer]
+        dh = torch.baddbmm(d_inputs[layer], dz, weights[layer])
+        dz = torch.addcmul(d_pre[layer - 1], dh, chunk.slopes[layer - 1])
+    d_weights[0] = dz.mT @ chunk.inputs[0]
+    return d_weights, dz @ weights[0], -d_deltas[-1]
+
+
+def _chunk(saved: Saved, c: int) -> _Chunk:
+    def pick(xs: list[Tensor]) -> list[Tensor]:
+        return [x[c] for x in xs]
+
+    return _Chunk(
+        pick(saved.starts),
+        pick(saved.inputs),
+        pick(saved.pre),
+        pick(saved.slopes),
+        pick(saved.backs),
+        pick(saved.deltas),
+        saved.scale[c],
+        None if saved.factor is None else saved.factor[c],
+        None if saved.norm_sq is None else saved.norm_sq[c],
+    )
+
+
+def step_backward(
+    d_end: list[Tensor],
+    inputs: ChunkInputs,
+    saved: Saved,
+    ret: RetrievalGrads,
+    c: int,
+    act: Activation,
+    max_norm: float | None,
+) -> tuple[list[Tensor], StepGrads]:
+    """Gradient of chunk c's start state (d(W_0 | S_0) per layer) from its end state's, and of
+    the chunk's inputs."""
+    chunk = _chunk(saved, c)
+    d_starts, d_scaled, d_inputs, gates = _end_state_backward(d_end, chunk, inputs, c, ret)
+    d_deltas, d_scale, d_key_norm_sq = _clip_backward(
+        d_scaled, d_inputs, chunk, inputs.scale[c], inputs.key_norm_sq[c], max_norm
+    )
+    d_weights, d_keys, d_values = _key_pass_backward(d_deltas, d_inputs, chunk, act)
+    for d_ws, d_w in zip(d_starts, d_weights, strict=True):
+        d_ws[:, :, 0] += d_w
+    d_end_weights, d_key_update, d_end_keep, d_end_gamma = gates
+    grads = StepGrads(
+        d_keys, d_values, d_scale, d_key_norm_sq, d_end_weights, d_key_update, d_end_keep,
+        d_end_gamma,
+    )  # fmt: skip
+    return d_starts, grads
+
+
+def backward(
+    dy: Tensor,
+    d_end: list[Tensor],
+    inputs: ChunkInputs,
+    saved: Saved,
+    act: Activation,
+    max_norm: float | None,
+) -> tuple[list[Tensor], ChunkInputs]:
+    """Gradients of the start carry (per layer) and of every ``ChunkInputs`` field (or None)."""
+    ret = retrieve_backward(dy, inputs, saved, act)
+    per_chunk = []
+    for c in range(inputs.keys.shape[0] - 1, -1, -1):
+        d_end, grads = step_backward(d_end, inputs, saved, ret, c, act, max_norm)
+        per_chunk.append(grads)
+    per_chunk.reverse()
+
+    def stacked(field: str) -> Tensor | None:
+        values = [getattr(g, field) for g in per_chunk]
+        return None if values[0] is None else torch.stack(values)
+
+    d_inputs = ChunkInputs(
+        keys=stacked("keys"),
+        values=stacked("values"),
+        scale=stacked("scale"),
+        key_norm_sq=stacked("key_norm_sq"),
+        end_weights=stacked("end_weights"),
+        key_update=stacked("key_update"),
+        end_keep=stacked("end_keep"),
+        end_gamma=stacked("end_gamma"),
+        first_inputs=ret.first_inputs,
+        first_scores=ret.first_scores,
+        decay=ret.decay,
+        retrieval=ret.retrieval,
+    )
+    return d_end, d_inputs
