@@ -2,6 +2,9 @@
 # `snakemake --cores 2` in the repository root runs the demo (workflows/config/config.yaml);
 # `--configfile FILE` runs your own configuration, `--workflow-profile workflows/profiles/slurm`
 # a cluster. Every rule is one `titans-dna` command, so each step can also be run by hand.
+# `snakemake --lint` leaves one hint, on purpose: no per-rule conda environment or container.
+# Every rule runs the same installed titans-dna package (the project's environment, `make`
+# builds it), so per-rule environments would only duplicate that one environment.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")

@@ -39,12 +39,20 @@ def test_chunk_equals_naive(memory_case, rel_err, depth, length, chunk_size):
 
 
 @pytest.mark.parametrize("activation", ["silu", "gelu", "relu"])
-def test_chunk_equals_naive_activations_and_residual(memory_case, rel_err, activation):
+@pytest.mark.parametrize("residual", [False, True])
+def test_chunk_equals_naive_activations_and_residual(memory_case, rel_err, activation, residual):
     case = memory_case(length=45, depth=2)
-    for residual in (False, True):
-        kw = {"chunk_size": 16, "max_surprise_norm": 0.5, "activation": activation}
-        kw["residual"] = residual
-        _assert_same(_run(case, "chunk", **kw), _run(case, "naive", **kw), rel_err)
+    kw = {"chunk_size": 16, "max_surprise_norm": 0.5, "activation": activation}
+    kw["residual"] = residual
+    _assert_same(_run(case, "chunk", **kw), _run(case, "naive", **kw), rel_err)
+    grads = {}
+    for impl in ("chunk", "naive"):
+        leaves = [x.clone().requires_grad_() for x in case.leaves()]
+        y, end = _run(case.from_leaves(leaves, 2), impl, **kw)
+        _loss(y, end, torch.Generator().manual_seed(3)).backward()
+        grads[impl] = [x.grad for x in leaves]
+    for got, want in zip(grads["chunk"], grads["naive"], strict=True):
+        assert rel_err(got, want) < 1e-10
 
 
 def test_chunk_size_one_is_the_token_recurrence(memory_case, rel_err):
@@ -108,11 +116,20 @@ def test_streaming_in_chunk_aligned_pieces_equals_one_pass(memory_case, rel_err)
 
 
 def test_windows_of_chunks_equal_naive(memory_case, rel_err, monkeypatch):
-    # long inputs run as windows of WINDOW_CHUNKS chunks: shrink it to cross several windows
-    monkeypatch.setattr(chunk_module, "WINDOW_CHUNKS", 2)
-    case = memory_case(length=75, depth=2)
+    # long inputs run in windows of WINDOW_MATRICES (chunk, batch*head) matrices: shrink it to
+    # two chunks of 2*2 matrices per window, so that 75 tokens in chunks of 16 cross 3 windows
+    monkeypatch.setattr(chunk_module, "WINDOW_MATRICES", 8)
+    case = memory_case(batch=2, heads=2, length=75, depth=2)
     kw = {"chunk_size": 16, "max_surprise_norm": 0.5}
-    _assert_same(_run(case, "chunk", **kw), _run(case, "naive", **kw), rel_err)
+    results = {}
+    for impl in ("chunk", "naive"):
+        leaves = [x.clone().requires_grad_() for x in case.leaves()]
+        y, end = _run(case.from_leaves(leaves, 2), impl, **kw)
+        _loss(y, end, torch.Generator().manual_seed(2)).backward()
+        results[impl] = (y, end, [x.grad for x in leaves])
+    _assert_same(results["chunk"][:2], results["naive"][:2], rel_err)
+    for got, want in zip(results["chunk"][2], results["naive"][2], strict=True):
+        assert rel_err(got, want) < 1e-10
 
 
 def _extreme(case):

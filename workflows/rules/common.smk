@@ -80,6 +80,16 @@ def option_args(options):
     return shlex.join(args)
 
 
+def set_args(settings):
+    """{key: value} as `--set key=value` arguments."""
+    return shlex.join(arg for key, value in settings.items() for arg in ("--set", f"{key}={value}"))
+
+
+def flag_list(flag, paths):
+    """`--flag path...`, or nothing for no paths (an empty list would be a usage error)."""
+    return shlex.join([flag, *paths]) if paths else ""
+
+
 def alternatives(names):
     return "|".join(re.escape(name) for name in sorted(names))
 

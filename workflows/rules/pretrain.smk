@@ -17,10 +17,8 @@ rule pretrain:
     params:
         out=lambda wildcards, output: Path(output.summary).parent,
         launcher=launcher,
-        config=lambda wildcards, input: f"--config {input.config}" if input.config else "",
-        sets=shlex.join(
-            arg for key, value in config["pretrain"]["set"].items() for arg in ("--set", f"{key}={value}")
-        ),
+        config=lambda wildcards, input: flag_list("--config", input.config),
+        sets=set_args(config["pretrain"]["set"]),
         device=device,
     log:
         f"{LOGS}/pretrain.log",

@@ -22,8 +22,8 @@ rule report:
     params:
         pretrain=lambda wildcards, input: Path(input.summary).parent,
         config=EFFECTIVE_CONFIG,
-        finetune=lambda wildcards, input: ("--finetune " + " ".join(input.finetune)) if input.finetune else "",
-        embeddings=lambda wildcards, input: ("--embeddings " + " ".join(input.embeddings)) if input.embeddings else "",
+        finetune=lambda wildcards, input: flag_list("--finetune", input.finetune),
+        embeddings=lambda wildcards, input: flag_list("--embeddings", input.embeddings),
     log:
         f"{LOGS}/report.log",
     benchmark:

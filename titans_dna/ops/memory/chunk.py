@@ -14,19 +14,19 @@ inputs X (the queries, then the previous layer's dual-form activations) and key-
 
     Z = diag(β) X W_0ᵀ + diag(γ) X S_0ᵀ − ((X Hᵀ) ⊙ D) diag(2θc) Δ.
 
-Only the state recurrence is sequential. The computation runs in three parts:
+Only the state recurrence is sequential:
 
-1. everything that does not depend on the state (gate matrices, the first layer's Q Kᵀ ⊙ D)
-   for all chunks at once, before the loop;
-2. a Python loop over chunks that carries (W, S): the surprise at W_0 (key forward pass and
-   backpropagated errors) and the end-of-chunk state, nothing else;
-3. retrieval (the formula above) from the chunk-start states the loop recorded, batched over a
-   group of chunks (``RETRIEVAL_MATRICES``) each time the loop has completed one.
+1. everything that does not depend on the state (gate matrices, the first layer's Q Kᵀ ⊙ D,
+   the β/γ-weighted queries) is computed for all chunks at once, here, under autograd;
+2. a Python loop over chunks carries (W, S): the surprise at W_0 (key forward pass and
+   backpropagated errors) and the end-of-chunk state, nothing else (``chunk_fwd.recurrence``);
+3. retrieval (the formula above) runs for all chunks at once from the recorded chunk-start
+   states (``chunk_fwd.retrieve``).
 
-W and S of a layer are carried interleaved as (W | S) [out, 2, in]: the retrieval's two products
-and the rank-b update of both are single matrix products. Products of gates are exponentials of
-sums of log-gates over index ranges (never divisions of cumulative products, which underflow).
-Autograd differentiates the whole computation.
+Steps 2 and 3 form one autograd Function whose backward is written out (``chunk_bwd.py``): the
+same structure in reverse, without autograd's per-operation bookkeeping. Products of gates are
+exponentials of sums of log-gates over index ranges (never divisions of cumulative products,
+which underflow).
 """
 
 from __future__ import annotations
@@ -37,15 +37,16 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
-from titans_dna.ops.memory.activations import Activation, get_activation
+from titans_dna.ops.memory import chunk_bwd, chunk_fwd
+from titans_dna.ops.memory.activations import get_activation
+from titans_dna.ops.memory.chunk_fwd import ChunkInputs, weigh
 from titans_dna.ops.memory.state import MemoryState
 
-# Retrieval batches this many (chunk, batch*head) matrices: products large enough to run
-# efficiently on several threads, working sets small enough to stay in cache.
-RETRIEVAL_MATRICES = 64
-# Chunks per window of the all-chunk precomputation (bounds inference memory on long inputs).
-WINDOW_CHUNKS = 256
+# Long inputs run in windows of at most this many (chunk, batch*head) matrices: the window's
+# chunk-start states and gate matrices live at once, so this bounds inference memory.
+WINDOW_MATRICES = 1024
 
 
 class ChunkGates(NamedTuple):
@@ -123,99 +124,60 @@ def _log_gates(eta: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
     return log_keep, log_eta
 
 
-def _clip_factor(norm_sq: Tensor, max_norm: float) -> Tensor:
-    """min(1, max_norm / ‖u‖_F) from ‖u‖_F² (finite gradient at ‖u‖ = 0)."""
-    return max_norm * norm_sq.clamp(min=max_norm * max_norm).rsqrt()
+def _prepare(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    theta: Tensor,
+    eta: Tensor,
+    alpha: Tensor,
+    b: int,
+    residual: bool,
+) -> ChunkInputs:
+    """All state-free work, for every chunk at once: the recurrence's and retrieval's inputs."""
+    length = q.shape[1]
+    queries, keys, values = (_to_chunks(x, b) for x in (q, k, v))
+    if residual:
+        values = values - keys
+    log_keep, log_eta = _log_gates(eta, alpha)
+    last = torch.full((queries.shape[0],), b - 1, device=q.device)
+    last[-1] = (length - 1) % b
+    gates = chunk_gates(_to_chunks(log_keep, b), _to_chunks(log_eta, b), last)
+    return ChunkInputs(
+        keys=keys,
+        values=values,
+        scale=2 * _to_chunks(theta, b).unsqueeze(-1),
+        key_norm_sq=torch.linalg.vecdot(keys, keys),
+        end_weights=gates.end_weights,
+        key_update=weigh(keys, gates.end_weights),
+        end_keep=gates.end_keep,
+        end_gamma=gates.end_gamma,
+        first_inputs=weigh(queries, gates.retrieval),
+        first_scores=(queries @ keys.mT) * gates.decay,
+        decay=gates.decay,
+        retrieval=gates.retrieval,
+    )
 
 
-class _Step(NamedTuple):
-    """What the state recurrence needs of one chunk (views into the all-chunk tensors)."""
+class _ChunkedMemory(torch.autograd.Function):
+    """(start carry, ChunkInputs) -> (y [nc, N, b, D], end carry), with a written-out backward."""
 
-    keys: Tensor  # [N, b, D]
-    values: Tensor  # [N, b, D] (values − keys for a residual memory)
-    scale: Tensor  # [N, b, 1]: 2θ
-    key_norm_sq: Tensor  # [N, b]: ‖k‖²
-    end_weights: Tensor  # [N, b, 2, 1]
-    key_update: Tensor  # [N, b, 2D]: [D_{r,:} k | P_{r,:} k], the first layer's (state-free)
-    end_keep: Tensor  # [N, 1, 2, 1]
-    end_gamma: Tensor  # [N, 1, 1]
+    @staticmethod
+    def forward(ctx, activation: str, max_norm: float | None, depth: int, *tensors: Tensor):
+        act = get_activation(activation)
+        inputs = ChunkInputs(*tensors[depth:])
+        y, carry, saved = chunk_fwd.forward(list(tensors[:depth]), inputs, act, max_norm)
+        ctx.save_for_backward(*inputs)
+        ctx.memory = (act, max_norm, saved)
+        return (y, *carry)
 
-
-class _Surprise(NamedTuple):
-    """Per-layer results of one chunk's surprise, for retrieval: [N, b, *] each."""
-
-    deltas: list[Tensor]  # scaled errors 2θc δ_l
-    inputs: list[Tensor]  # key-side layer inputs h_{l-1} at W_0 (h_0 = keys)
-
-
-def _surprise(
-    carry: list[Tensor], step: _Step, act: Activation, max_norm: float | None
-) -> _Surprise:
-    """Errors δ_l at W_0 (u_l = 2 δ_l h_{l-1}ᵀ), scaled by 2θ and the clip factor."""
-    weights = [ws[:, :, 0] for ws in carry]  # W_0 (one view each: one gradient to scatter back)
-    inputs, slopes = [step.keys], []
-    h = step.keys
-    for layer, w in enumerate(weights):
-        z = h @ w.mT
-        if layer < len(weights) - 1:
-            h, slope = act.value_and_grad(z)
-            inputs.append(h)
-            slopes.append(slope)
-    deltas = [z - step.values]
-    for layer in range(len(weights) - 1, 0, -1):
-        deltas.append((deltas[-1] @ weights[layer]) * slopes[layer - 1])
-    deltas.reverse()
-    scale = step.scale
-    if max_norm is not None:
-        # ‖u‖_F² = 4 Σ_l ‖δ_l‖² ‖h_{l-1}‖² (outer products), never materialised
-        norm_sq = step.key_norm_sq * torch.linalg.vecdot(deltas[0], deltas[0])
-        for delta, h in zip(deltas[1:], inputs[1:], strict=True):
-            norm_sq = norm_sq + torch.linalg.vecdot(delta, delta) * torch.linalg.vecdot(h, h)
-        scale = scale * _clip_factor(4 * norm_sq, max_norm).unsqueeze(-1)
-    return _Surprise([delta * scale for delta in deltas], inputs)
-
-
-def _weigh(x: Tensor, weights: Tensor) -> Tensor:
-    """[a x | c x] [..., 2 f] from x [..., f] and weights (a, c) [..., 2, 1]."""
-    return (x.unsqueeze(-2) * weights).flatten(-2)
-
-
-def _end_state(ws: Tensor, delta: Tensor, weighted: Tensor, step: _Step) -> Tensor:
-    """(W_b | S_b) [N, out, 2, in] from (W_0 | S_0), scaled errors [N, b, out] and the layer's
-    weighted key-side inputs [D_{r,:} h | P_{r,:} h] [N, b, 2 in]."""
-    decayed = ws * step.end_keep
-    decayed[:, :, 0].addcmul_(ws[:, :, 1], step.end_gamma)
-    return torch.baddbmm(decayed.flatten(-2), delta.mT, weighted, alpha=-1).unflatten(-1, (2, -1))
-
-
-class _Queries(NamedTuple):
-    """What retrieval needs of a group of chunks besides the state: [M, *] with M = chunks*N."""
-
-    first_inputs: Tensor  # [M, b, 2D]: [β q | γ q], the first layer's (state-free)
-    first_scores: Tensor  # [M, b, b]: (Q Kᵀ) ⊙ D, the first layer's scores (state-free)
-    decay: Tensor  # [M, b, b]
-    retrieval: Tensor  # [M, b, 2, 1]: (β_t, γ_t)
-
-
-def _retrieve(
-    queries: _Queries, starts: list[Tensor], surprise: _Surprise, act: Activation
-) -> Tensor:
-    """Outputs [M, b, D] of a group of chunks at once from their start states.
-
-    starts: (W_0 | S_0) [M, out, 2, in] per layer; surprise: [M, b, *] per layer.
-    """
-    z = _dual_layer(queries.first_inputs, starts[0], queries.first_scores, surprise.deltas[0])
-    for layer in range(1, len(starts)):
-        x = act.fn(z)
-        scores = (x @ surprise.inputs[layer].mT) * queries.decay
-        weighted = _weigh(x, queries.retrieval)  # [β x | γ x]
-        z = _dual_layer(weighted, starts[layer], scores, surprise.deltas[layer])
-    return z
-
-
-def _dual_layer(weighted: Tensor, ws: Tensor, scores: Tensor, delta: Tensor) -> Tensor:
-    """Z = [β x | γ x] [W_0 | S_0]ᵀ − scores Δ: one layer's retrieval, [M, b, out]."""
-    return torch.baddbmm(weighted @ ws.flatten(-2).mT, scores, delta, alpha=-1)
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy: Tensor, *d_end: Tensor):
+        act, max_norm, saved = ctx.memory
+        inputs = ChunkInputs(*ctx.saved_tensors)
+        d_carry, d_inputs = chunk_bwd.backward(dy, list(d_end), inputs, saved, act, max_norm)
+        return (None, None, None, *d_carry, *d_inputs)
 
 
 def _state_to_carry(state: MemoryState) -> list[Tensor]:
@@ -230,71 +192,6 @@ def _carry_to_state(carry: list[Tensor], batch: int, heads: int) -> MemoryState:
     weights = tuple(ws[:, :, 0].unflatten(0, (batch, heads)) for ws in carry)
     momentum = tuple(ws[:, :, 1].unflatten(0, (batch, heads)) for ws in carry)
     return MemoryState(weights, momentum)
-
-
-def _prepare(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    theta: Tensor,
-    eta: Tensor,
-    alpha: Tensor,
-    b: int,
-    residual: bool,
-) -> tuple[list[_Step], list[_Queries]]:
-    """All state-free work, for every chunk at once: per-chunk steps, per-group retrieval inputs."""
-    length = q.shape[1]
-    queries, keys, values = (_to_chunks(x, b) for x in (q, k, v))
-    if residual:
-        values = values - keys
-    log_keep, log_eta = _log_gates(eta, alpha)
-    last = torch.full((queries.shape[0],), b - 1, device=q.device)
-    last[-1] = (length - 1) % b
-    gates = chunk_gates(_to_chunks(log_keep, b), _to_chunks(log_eta, b), last)
-    step_parts = (
-        keys,
-        values,
-        2 * _to_chunks(theta, b).unsqueeze(-1),
-        torch.linalg.vecdot(keys, keys),
-        gates.end_weights,
-        _weigh(keys, gates.end_weights),
-        gates.end_keep,
-        gates.end_gamma,
-    )
-    steps = [_Step(*parts) for parts in zip(*(x.unbind(0) for x in step_parts), strict=True)]
-    group = max(1, RETRIEVAL_MATRICES // queries.shape[1])
-    first_scores = (queries @ keys.mT) * gates.decay
-    query_parts = (_weigh(queries, gates.retrieval), first_scores, gates.decay, gates.retrieval)
-    groups = [
-        _Queries(*(x.flatten(0, 1) for x in parts))
-        for parts in zip(*(x.split(group) for x in query_parts), strict=True)
-    ]
-    return steps, groups
-
-
-def _advance(
-    carry: list[Tensor], steps: list[_Step], act: Activation, max_norm: float | None
-) -> tuple[list[Tensor], list[Tensor], _Surprise]:
-    """Run the state recurrence over ``steps``.
-
-    Returns (end carry, chunk-start states [chunks*N, out, 2, in] per layer, surprises
-    [chunks*N, b, *] per layer).
-    """
-    starts, surprises = [], []
-    for step in steps:
-        starts.append(carry)
-        surprises.append(_surprise(carry, step, act, max_norm))
-        key_updates = [step.key_update]
-        key_updates += [_weigh(h, step.end_weights) for h in surprises[-1].inputs[1:]]
-        carry = [
-            _end_state(ws, delta, update, step)
-            for ws, delta, update in zip(carry, surprises[-1].deltas, key_updates, strict=True)
-        ]
-    stacked = _Surprise(
-        [torch.cat(x) for x in zip(*(s.deltas for s in surprises), strict=True)],
-        [torch.cat(x) for x in zip(*(s.inputs for s in surprises), strict=True)],
-    )
-    return carry, [torch.cat(x) for x in zip(*starts, strict=True)], stacked
 
 
 def chunk_memory(
@@ -316,46 +213,22 @@ def chunk_memory(
     q, k, v: [B, T, H, D]; theta, eta, alpha: [B, T, H]; state [B, H, out, in] per layer; all one
     floating dtype, T >= 1. Returns (y [B, T, H, D], end state).
 
-    Long sequences run as consecutive windows of ``WINDOW_CHUNKS`` chunks (streaming the state
-    between them, which equals one pass), so that the all-chunk gate matrices of inference take
-    memory bounded by the window, not by T.
+    Long sequences run as consecutive windows of chunks (``WINDOW_MATRICES``), streaming the
+    state between them, which equals one pass: inference memory is bounded by the window, not T.
     """
-    act = get_activation(activation)
-    batch, length, heads, _ = q.shape
+    get_activation(activation)  # fail early on an unknown name
+    batch, length, heads, dim = q.shape
     b = min(chunk_size, length)
-    window = WINDOW_CHUNKS * b
+    window = max(1, WINDOW_MATRICES // (batch * heads)) * b
     carry = _state_to_carry(state)
     outputs = []
     for start in range(0, length, window):
-        piece = (x[:, start : start + window] for x in (q, k, v, theta, eta, alpha))
-        y, carry = _window(*piece, carry, b, act, residual, max_surprise_norm)
-        outputs.append(y)
+        piece = [x[:, start : start + window] for x in (q, k, v, theta, eta, alpha)]
+        inputs = _prepare(*piece, b, residual)
+        y, *carry = _ChunkedMemory.apply(activation, max_surprise_norm, len(carry), *carry, *inputs)
+        y = y.view(-1, batch, heads, b, dim).permute(1, 0, 3, 2, 4).reshape(batch, -1, heads, dim)
+        outputs.append(y[:, : piece[0].shape[1]])
     y = outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
+    if residual:
+        y = y + q
     return y, _carry_to_state(carry, batch, heads)
-
-
-def _window(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    theta: Tensor,
-    eta: Tensor,
-    alpha: Tensor,
-    carry: list[Tensor],
-    b: int,
-    act: Activation,
-    residual: bool,
-    max_norm: float | None,
-) -> tuple[Tensor, list[Tensor]]:
-    """One window of chunks: (y [B, T, H, D], end carry)."""
-    batch, length, heads, dim = q.shape
-    steps, groups = _prepare(q, k, v, theta, eta, alpha, b, residual)
-    outputs, done = [], 0
-    for queries in groups:
-        count = queries.first_scores.shape[0] // (batch * heads)
-        carry, starts, surprise = _advance(carry, steps[done : done + count], act, max_norm)
-        outputs.append(_retrieve(queries, starts, surprise, act))
-        done += count
-    y = torch.cat(outputs).view(-1, batch, heads, b, dim).permute(1, 0, 3, 2, 4)
-    y = y.reshape(batch, -1, heads, dim)[:, :length]
-    return (y + q if residual else y), carry

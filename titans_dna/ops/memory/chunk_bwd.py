@@ -18,6 +18,14 @@ from titans_dna.ops.memory.activations import Activation
 from titans_dna.ops.memory.chunk_fwd import ChunkInputs, Saved, weigh
 
 
+def unweigh(split: Tensor, weights: Tensor) -> Tensor:
+    """a g_a + c g_c [..., f]: the gradient of x in ``weigh(x, (a, c))`` from its split gradient
+    [..., 2, f] (two fused multiply-adds rather than a reduction over a middle axis)."""
+    return torch.addcmul(
+        split[..., 0, :] * weights[..., 0, :], split[..., 1, :], weights[..., 1, :]
+    )
+
+
 class RetrievalGrads(NamedTuple):
     """Gradients from retrieval, [nc, N, ...] (per layer where a list)."""
 
@@ -39,7 +47,7 @@ def retrieve_backward(
     depth = len(saved.starts)
     starts = [s.flatten(0, 1).flatten(-2) for s in saved.starts]  # [M, out, 2 in]
     inputs = [h.flatten(0, 1) for h in saved.inputs]
-    deltas = [(d * saved.scale).flatten(0, 1) for d in saved.deltas]
+    deltas = [d.flatten(0, 1) for d in saved.scaled]
     d_starts, d_deltas, d_inputs = [None] * depth, [None] * depth, [None] * depth
     d_decay = d_retrieval = None
     dz = dy.flatten(0, 1)
@@ -59,8 +67,8 @@ def retrieve_backward(
             d_first_inputs, d_first_scores = d_weighted, d_scores
             continue
         split = d_weighted.unflatten(-1, (2, -1))  # gradients of [β x | γ x]
-        dx = (split * flat.retrieval).sum(-2)
-        d_ret = (split * x.unsqueeze(-2)).sum(-1, keepdim=True)
+        dx = unweigh(split, flat.retrieval)
+        d_ret = split @ x.unsqueeze(-1)
         d_dec = d_scores * raw
         d_retrieval = d_ret if d_retrieval is None else d_retrieval + d_ret
         d_decay = d_dec if d_decay is None else d_decay + d_dec
@@ -105,6 +113,7 @@ class _Chunk(NamedTuple):
     slopes: list[Tensor]
     backs: list[Tensor]
     deltas: list[Tensor]
+    scaled: list[Tensor]
     scale: Tensor
     factor: Tensor | None
     norm_sq: Tensor | None
@@ -118,7 +127,11 @@ def _end_state_backward(
     Returns (d(W_0 | S_0) from the end state and retrieval, dΔ_l, dh_l (l >= 1, with the retrieval
     part), (d_end_weights, d_key_update, d_end_keep, d_end_gamma)).
     """
-    end_keep, end_gamma, end_weights = inputs.end_keep[c], inputs.end_gamma[c], inputs.end_weights[c]
+    end_keep, end_gamma, end_weights = (
+        inputs.end_keep[c],
+        inputs.end_gamma[c],
+        inputs.end_weights[c],
+    )
     d_starts, d_scaled, d_inputs = [], [], [None]
     d_keep = d_gamma = d_weights = d_key_update = None
     for layer, (g, ws) in enumerate(zip(d_end, chunk.starts, strict=True)):
@@ -133,13 +146,13 @@ def _end_state_backward(
         h = chunk.inputs[layer]
         update = inputs.key_update[c] if layer == 0 else weigh(h, end_weights)
         d_scaled.append(torch.baddbmm(ret.deltas[layer][c], update, flat.mT, alpha=-1))
-        d_update = -((chunk.deltas[layer] * chunk.scale) @ flat)
+        d_update = -(chunk.scaled[layer] @ flat)
         if layer == 0:
             d_key_update = d_update
             continue
         split = d_update.unflatten(-1, (2, -1))
-        d_inputs.append(ret.inputs[layer][c] + (split * end_weights).sum(-2))
-        weights = (split * h.unsqueeze(-2)).sum(-1, keepdim=True)
+        d_inputs.append(ret.inputs[layer][c] + unweigh(split, end_weights))
+        weights = split @ h.unsqueeze(-1)
         d_weights = weights if d_weights is None else d_weights + weights
     return d_starts, d_scaled, d_inputs, (d_weights, d_key_update, d_keep, d_gamma)
 
@@ -154,7 +167,9 @@ def _clip_backward(
 ) -> tuple[list[Tensor], Tensor, Tensor | None]:
     """Reverse of Δ_l = s δ_l, s = 2θ c(‖u‖²): (dδ_l, d(2θ), d‖k‖²); adds to d_inputs."""
     d_deltas = [d * chunk.scale for d in d_scaled]
-    d_s = sum(torch.linalg.vecdot(d, delta) for d, delta in zip(d_scaled, chunk.deltas, strict=True))
+    d_s = sum(
+        torch.linalg.vecdot(d, delta) for d, delta in zip(d_scaled, chunk.deltas, strict=True)
+    )
     d_s = d_s.unsqueeze(-1)
     if max_norm is None:
         return d_deltas, d_s, None
@@ -180,7 +195,7 @@ def _key_pass_backward(
     """Reverse of ``chunk_fwd.key_pass``: (dW_0 per layer, d keys, d values)."""
     weights = [ws[:, :, 0] for ws in chunk.starts]
     depth = len(weights)
-    d_weights: list[Tensor] = [None] * depth  # layers >= 1 get their first term in the loop
+    d_weights: list[Tensor | None] = [None] * depth  # layers >= 1: first term in the loop
     d_pre = []
     for layer in range(depth - 1):  # δ_l = (δ_{l+1} W_{l+1}) ⊙ σ'(z_l)
         d_back = d_deltas[layer] * chunk.slopes[layer]
@@ -197,19 +212,18 @@ def _key_pass_backward(
 
 
 def _chunk(saved: Saved, c: int) -> _Chunk:
-    def pick(xs: list[Tensor]) -> list[Tensor]:
-        return [x[c] for x in xs]
-
+    passed, clipped = saved.passes[c], saved.clips[c]
     return _Chunk(
-        pick(saved.starts),
-        pick(saved.inputs),
-        pick(saved.pre),
-        pick(saved.slopes),
-        pick(saved.backs),
-        pick(saved.deltas),
-        saved.scale[c],
-        None if saved.factor is None else saved.factor[c],
-        None if saved.norm_sq is None else saved.norm_sq[c],
+        [x[c] for x in saved.starts],
+        passed.inputs,
+        passed.pre,
+        passed.slopes,
+        passed.backs,
+        passed.deltas,
+        [x[c] for x in saved.scaled],
+        clipped.scale,
+        clipped.factor,
+        clipped.norm_sq,
     )
 
 

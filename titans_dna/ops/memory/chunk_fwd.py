@@ -53,17 +53,13 @@ class Clip(NamedTuple):
 
 
 class Saved(NamedTuple):
-    """What the backward pass needs: per layer, stacked over chunks [nc, N, ...]."""
+    """What the backward pass needs."""
 
-    starts: list[Tensor]  # chunk-start states (W_0 | S_0)
-    inputs: list[Tensor]
-    pre: list[Tensor]
-    slopes: list[Tensor]
-    backs: list[Tensor]
-    deltas: list[Tensor]  # unscaled δ_l
-    scale: Tensor
-    factor: Tensor | None
-    norm_sq: Tensor | None
+    passes: list[KeyPass]  # per chunk
+    clips: list[Clip]  # per chunk
+    starts: list[Tensor]  # per layer: chunk-start states (W_0 | S_0) [nc, N, out, 2, in]
+    inputs: list[Tensor]  # per layer: key-side inputs h_l [nc, N, b, in]
+    scaled: list[Tensor]  # per layer: scaled errors Δ_l = s δ_l [nc, N, b, out]
     query_pre: list[Tensor]  # retrieval pre-activations Z_l of the hidden layers [nc*N, b, *]
     query_scores: list[Tensor]  # retrieval X_l H_lᵀ of the layers after the first [nc*N, b, b]
 
@@ -176,32 +172,18 @@ def forward(
     carry, starts, passes, clips, scaled = recurrence(carry, chunks, act, max_norm)
 
     def stacked(per_chunk: list) -> list[Tensor]:
-        """Per chunk, per layer [N, *] -> per layer [nc, N, *]."""
+        """Per chunk, per layer [N, *] -> per layer [nc, N, *] (what retrieval batches)."""
         return [torch.stack(layer) for layer in zip(*per_chunk, strict=True)]
 
-    layer_starts = stacked(starts)
-    scale = torch.stack([c.scale for c in clips])
-    factor = None if max_norm is None else torch.stack([c.factor for c in clips])
-    norm_sq = None if max_norm is None else torch.stack([c.norm_sq for c in clips])
-    inputs = stacked([p.inputs for p in passes])
+    saved_starts = stacked(starts)
+    saved_inputs = stacked([p.inputs for p in passes])
+    saved_scaled = stacked(scaled)
     y, query_pre, query_scores = retrieve(
         chunks,
-        [s.flatten(0, 1) for s in layer_starts],
-        [h.flatten(0, 1) for h in inputs],
-        [d.flatten(0, 1) for d in stacked(scaled)],
+        [s.flatten(0, 1) for s in saved_starts],
+        [h.flatten(0, 1) for h in saved_inputs],
+        [d.flatten(0, 1) for d in saved_scaled],
         act,
     )
-    saved = Saved(
-        layer_starts,
-        inputs,
-        stacked([p.pre for p in passes]),
-        stacked([p.slopes for p in passes]),
-        stacked([p.backs for p in passes]),
-        stacked([p.deltas for p in passes]),
-        scale,
-        factor,
-        norm_sq,
-        query_pre,
-        query_scores,
-    )
+    saved = Saved(passes, clips, saved_starts, saved_inputs, saved_scaled, query_pre, query_scores)
     return y.unflatten(0, chunks.keys.shape[:2]), carry, saved
