@@ -73,7 +73,8 @@ def main() -> int:
     print(table + "\n\n" + summary)
     if not args.no_append:
         note = (
-            f"Model: {described}. CPU, {args.threads} thread(s); each row a fresh process; "
+            f"Model: {described}. CPU, {args.threads} thread(s), shared machine (load average "
+            f"{os.getloadavg()[0]:.1f} at the end); each row a fresh process; "
             "seconds = embedding only (reading, tokenizing, model, HDF5 writing; model load "
             "excluded); peak RSS of the whole process."
         )

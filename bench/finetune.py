@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -59,8 +60,9 @@ def main() -> int:
     for task in tasks:
         folder = Path(args.data) / task
         task_rows = []
-        for label, checkpoint in model_rows(pretrained):
-            metrics = run_finetune(folder, checkpoint, out / f"{task}-{label}", args)
+        for label, checkpoint, sets in model_rows(pretrained, args):
+            run_dir = out / f"{task}-{label.replace(' ', '-')}"
+            metrics = run_finetune(folder, checkpoint, sets, run_dir, args)
             task_rows.append(row(task, label, metrics))
         if pretrained is not None and not args.no_probe:
             probe = run_probe(folder, pretrained, out / f"{task}-probe.json", args)
@@ -90,7 +92,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64, help="fine-tuning batch size")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     parser.add_argument("--preset", default="tiny", help="model size of the from-scratch rows")
+    parser.add_argument(
+        "--scratch-variants",
+        default="preset",
+        help="from-scratch rows: comma-separated Titans variants (mac, mag, mal, lmm) of the "
+        "preset, or 'preset' for the preset as it is",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads per run (OMP_NUM_THREADS); default: torch's"
+    )
     parser.add_argument("--no-probe", action="store_true", help="skip the linear probe")
     parser.add_argument("--no-append", action="store_true", help="do not touch docs/benchmarks.md")
     return parser.parse_args()
@@ -104,14 +115,24 @@ def resolve_pretrained(choice: str) -> Path | None:
     return Path(choice)
 
 
-def model_rows(pretrained: Path | None) -> list[tuple[str, str]]:
-    rows = [("scratch", "none")]
+def model_rows(
+    pretrained: Path | None, args: argparse.Namespace
+) -> list[tuple[str, str, list[str]]]:
+    """(label, checkpoint, --set overrides) per fine-tune run of a task."""
+    rows = []
+    for variant in args.scratch_variants.split(","):
+        if variant == "preset":
+            rows.append((f"scratch {args.preset}", "none", []))
+        elif variant:
+            rows.append((f"scratch {args.preset} {variant}", "none", [f"variant={variant}"]))
     if pretrained is not None:
-        rows.append(("pretrained", str(pretrained)))
+        rows.append(("pretrained", str(pretrained), []))
     return rows
 
 
-def run_finetune(task: Path, checkpoint: str, out: Path, args: argparse.Namespace) -> dict:
+def run_finetune(
+    task: Path, checkpoint: str, sets: list[str], out: Path, args: argparse.Namespace
+) -> dict:
     command = [
         sys.executable, "-m", "pipeline.cli", "finetune",
         "--task", str(task), "--checkpoint", checkpoint, "--out", str(out),
@@ -119,7 +140,9 @@ def run_finetune(task: Path, checkpoint: str, out: Path, args: argparse.Namespac
         "--batch-size", str(args.batch_size), "--lr", str(args.lr),
         "--preset", args.preset, "--device", args.device,
     ]  # fmt: skip
-    _run(command)
+    for item in sets:
+        command += ["--set", item]
+    _run(command, args.threads)
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -128,7 +151,7 @@ def run_probe(task: Path, checkpoint: Path, out: Path, args: argparse.Namespace)
         sys.executable, "-m", "pipeline.cli", "evaluate", "--task", str(task),
         "--checkpoint", str(checkpoint), "-o", str(out), "--device", args.device,
     ]  # fmt: skip
-    _run(command)
+    _run(command, args.threads)
     return json.loads(out.read_text())
 
 
@@ -138,7 +161,7 @@ def row(task: str, label: str, metrics: dict) -> dict:
     dnabert = DNABERT2_MCC.get(task)
     return {
         "task": task,
-        "model": f"titans {label}",
+        "model": label,
         "test MCC": test.get("mcc"),
         "test AUROC": test.get("auroc"),
         "dev MCC": dev["mcc"],
@@ -162,7 +185,10 @@ def describe(args: argparse.Namespace, pretrained: Path | None) -> str:
         )
     )
     return (
-        f"Budget {args.minutes:g} min per fine-tune run ({scope}); tiny preset from scratch"
+        f"Budget {args.minutes:g} min per fine-tune run ({scope}); from scratch: the "
+        f"{args.preset} preset ({args.scratch_variants.replace(',', ', ')}), "
+        f"{args.threads or 'default'} CPU thread(s) per run, "
+        f"load average {os.getloadavg()[0]:.1f} at the end"
         + (f"; pretrained rows from `{pretrained}`" if pretrained else "; no pretrained checkpoint")
         + f"; batch {args.batch_size}, peak lr {args.lr:g}, cosine decay over the budget, "
         "reverse-complement augmentation, model selected on dev MCC, test scored once with "
@@ -174,10 +200,11 @@ def describe(args: argparse.Namespace, pretrained: Path | None) -> str:
     )
 
 
-def _run(command: list[str]) -> None:
+def _run(command: list[str], threads: int | None) -> None:
     start = time.monotonic()
     print("$", " ".join(command), flush=True)
-    subprocess.run(command, check=True, cwd=REPO)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
+    subprocess.run(command, check=True, cwd=REPO, env=env)
     print(f"  ({time.monotonic() - start:.0f} s)", flush=True)
 
 

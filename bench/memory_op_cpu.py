@@ -3,7 +3,9 @@
 Times ``neural_memory`` (impl "chunk" and "naive", same arguments) on random inputs with a
 learned initial state, surprise clipping on, and a loss that reaches the output and the end
 state. Each configuration runs both implementations side by side; the ratio column is
-chunk / naive. Prints a markdown table; ``--append`` adds it to docs/benchmarks.md under
+chunk / naive in tokens/s (the token-by-token form runs a shorter sequence, ``--naive-length``:
+its graph would not fit in memory at thousands of tokens, and its cost per token does not depend
+on the length). Prints a markdown table; ``--append`` adds it to docs/benchmarks.md under
 "## Neural memory op (CPU)".
 
     python bench/memory_op_cpu.py                       # B = 1, 2, 4; depth 1 and 2; 2 threads
@@ -31,12 +33,21 @@ from common import append_section, markdown_table
 
 from titans_dna.ops.memory import MemoryState, neural_memory
 
-COLUMNS = ["depth", "B", "T", "chunk tok/s", "naive tok/s", "chunk / naive", "chunk fwd tok/s"]
+COLUMNS = [
+    "depth",
+    "B",
+    "T",
+    "chunk tok/s",
+    "chunk fwd tok/s",
+    "naive T",
+    "naive tok/s",
+    "chunk / naive",
+]
 
 
-def make_inputs(args: argparse.Namespace, batch: int, depth: int) -> tuple[list, list]:
+def make_inputs(args: argparse.Namespace, batch: int, depth: int, length: int) -> tuple[list, list]:
     """Leaf tensors (q, k, v, θ, η, α) and initial weights [H, out, in], all requiring grad."""
-    shape = (batch, args.length, args.heads, args.dim)
+    shape = (batch, length, args.heads, args.dim)
     q, k = (F.normalize(torch.randn(shape), dim=-1) for _ in range(2))
     v = torch.randn(shape)
     gates = [
@@ -86,6 +97,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4], help="batch sizes")
     parser.add_argument("--depths", type=int, nargs="+", default=[1, 2], help="memory depths")
     parser.add_argument("--length", type=int, default=4096, help="tokens per sequence")
+    parser.add_argument(
+        "--naive-length",
+        type=int,
+        default=512,
+        help="tokens per sequence for the token-by-token form (its autograd graph holds every "
+        "token's weights: GBs at a few thousand tokens); its cost per token does not depend on T",
+    )
     parser.add_argument("--heads", type=int, default=4, help="memory heads")
     parser.add_argument("--dim", type=int, default=64, help="head dimension")
     parser.add_argument("--expansion", type=int, default=2, help="MLP hidden = expansion * dim")
@@ -105,19 +123,23 @@ def main() -> None:
     rows = []
     for depth in args.depths:
         for batch in args.batch:
-            inputs, weights = make_inputs(args, batch, depth)
+            inputs, weights = make_inputs(args, batch, depth, args.length)
             chunk = tokens_per_second(args, "chunk", inputs, weights, args.repeats)
             forward = tokens_per_second(args, "chunk", inputs, weights, args.repeats, False)
-            naive = None if args.no_naive else tokens_per_second(args, "naive", inputs, weights, 1)
+            naive = None
+            if not args.no_naive:
+                inputs, weights = make_inputs(args, batch, depth, args.naive_length)
+                naive = tokens_per_second(args, "naive", inputs, weights, 1)
             rows.append(
                 {
                     "depth": depth,
                     "B": batch,
                     "T": args.length,
                     "chunk tok/s": chunk,
+                    "chunk fwd tok/s": forward,
+                    "naive T": None if naive is None else args.naive_length,
                     "naive tok/s": naive,
                     "chunk / naive": None if naive is None else f"{chunk / naive:.1f}x",
-                    "chunk fwd tok/s": forward,
                 }
             )
             print(markdown_table(rows[-1:], COLUMNS).splitlines()[-1], flush=True)

@@ -19,18 +19,13 @@ import torch
 from pipeline.batching import inference_batches, pad_batch, reverse_complement
 from pipeline.classify import BATCH_TOKENS, MAX_BATCH, stream_piece_len
 from pipeline.embed_store import EmbeddingWriter
-from pipeline.inputs import SequenceItem
+from pipeline.inputs import SequenceItem, blocks
 from pipeline.progress import Progress
 from titans_dna.models.lm import TitansLM
 from titans_dna.models.pooling import SequencePooling
 
 log = logging.getLogger("titans_dna")
 EMBED_POOLINGS = ("mean", "last", "max")
-# A block (the unit of reading, sorting by length and writing) holds at most this many tokens
-# or items; a single longer sequence forms a block of its own and streams in pieces.
-BLOCK_TOKENS = 1 << 22
-BLOCK_ITEMS = 8192
-
 # Per-token output callback: (piece start, hidden [B, t, D] float32, reverse-complement strand).
 TokenSink = Callable[[int, np.ndarray, bool], None]
 
@@ -108,7 +103,7 @@ def embed_items(items: Iterator[SequenceItem], writer: EmbeddingWriter, embedder
     """Embed every item into `writer`, in input order; return the number of items."""
     total = 0
     progress = Progress(None, "embed", "bp")
-    for block in _blocks(items):
+    for block in blocks(items):
         lengths = np.array([len(item.tokens) for item in block], dtype=np.int64)
         offsets = writer.reserve_tokens(lengths)
         pooled = np.zeros((len(block), embedder.dim), dtype=np.float32)
@@ -120,18 +115,6 @@ def embed_items(items: Iterator[SequenceItem], writer: EmbeddingWriter, embedder
         total += len(block)
     progress.close(sequences=total)
     return total
-
-
-def _blocks(items: Iterator[SequenceItem]) -> Iterator[list[SequenceItem]]:
-    block, tokens = [], 0
-    for item in items:
-        if block and (tokens + len(item.tokens) > BLOCK_TOKENS or len(block) >= BLOCK_ITEMS):
-            yield block
-            block, tokens = [], 0
-        block.append(item)
-        tokens += len(item.tokens)
-    if block:
-        yield block
 
 
 def embed_file(

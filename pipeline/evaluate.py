@@ -1,10 +1,12 @@
 """Frozen-embedding linear probe: how much task information mean-pooled embeddings carry.
 
-Protocol (as in the 2025 benchmarks of DNA foundation models on frozen embeddings): mean-pooled
-embeddings, standardised with statistics of the training examples, logistic regression whose
-inverse regularisation C is chosen by stratified 5-fold cross-validation (LogisticRegressionCV,
-ROC-AUC scoring) on train + dev together, then scored once on test: ROC-AUC, MCC, accuracy,
-macro F1.
+Protocol: mean-pooled final-layer embeddings and test ROC-AUC as the main score, as in the 2025
+benchmark of DNA foundation models on zero-shot embeddings (Feng et al., Nature Communications
+2025, which trains a random forest on them); here the classifier is linear, so the score measures
+linearly readable information: embeddings standardised with statistics of the training examples,
+logistic regression whose inverse regularisation C is chosen by stratified 5-fold
+cross-validation (LogisticRegressionCV, ROC-AUC scoring) on train + dev together, then scored
+once on test: ROC-AUC, MCC, accuracy, macro F1.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from torch import nn
 
 from pipeline.batching import augment_reverse_complement, pad_batch, training_batches
 from pipeline.classify import predict_proba
+from pipeline.errors import PipelineError
 from pipeline.metrics import classification_metrics
 from pipeline.progress import Progress
 from pipeline.tasks import LabelledSplit, Task
@@ -88,6 +89,7 @@ class _Run:
         self.planned_steps = max(1, options.epochs * batches_per_epoch)
         self.budget = options.max_minutes * 60 if options.max_minutes else None
         self.step, self.epoch, self.start = 0, 0.0, time.monotonic()
+        self.train_seconds = 0.0  # time inside training steps, to predict the next one
         self.best_mcc, self.best_state, self.best_record = -math.inf, None, None
         self.stale, self.history = 0, []
         self.stop_reason: str | None = None
@@ -208,6 +210,7 @@ def _train(run: _Run) -> None:
 
 def _train_step(run: _Run, train: LabelledSplit, batch: np.ndarray) -> float:
     model, options, device = run.model, run.options, run.device
+    started = time.monotonic()
     model.train()
     sequences = [train.sequences[i] for i in batch]
     if options.rc_augment:
@@ -220,20 +223,25 @@ def _train_step(run: _Run, train: LabelledSplit, batch: np.ndarray) -> float:
         logits = model(tokens.to(device), mask.to(device))
     loss = nn.functional.cross_entropy(logits.float(), labels)
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"non-finite training loss at step {run.step}")
+        raise PipelineError(
+            f"training diverged: non-finite loss at step {run.step} (try a lower --lr)"
+        )
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
     run.optimizer.step()
     run.step += 1
+    run.train_seconds += time.monotonic() - started
     run.loss_sum += loss.item()
     run.loss_count += 1
     return loss.item()
 
 
 def _budget_spent(run: _Run) -> bool:
+    """True when the next training step would end after the deadline."""
     deadline = run.deadline()
-    return deadline is not None and run.elapsed() >= deadline
+    next_step = run.train_seconds / max(run.step, 1)
+    return deadline is not None and run.elapsed() + next_step >= deadline
 
 
 def _scoring_affordable(run: _Run) -> bool:

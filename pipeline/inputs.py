@@ -15,6 +15,11 @@ import numpy as np
 from pipeline.errors import PipelineError, input_error
 from pipeline.tasks import CSV_SUFFIXES, read_csv_examples
 
+# A block (the unit of reading, sorting by length and writing) holds at most this many tokens
+# or items; a single longer sequence forms a block of its own and streams in pieces.
+BLOCK_TOKENS = 1 << 22
+BLOCK_ITEMS = 8192
+
 
 @dataclass(frozen=True)
 class SequenceItem:
@@ -75,6 +80,19 @@ def windows(items: Iterator[SequenceItem], window: int, stride: int) -> Iterator
             )
             if end >= length:
                 break
+
+
+def blocks(items: Iterator[SequenceItem]) -> Iterator[list[SequenceItem]]:
+    """Consecutive items in groups of at most BLOCK_TOKENS tokens or BLOCK_ITEMS items."""
+    block, tokens = [], 0
+    for item in items:
+        if block and (tokens + len(item.tokens) > BLOCK_TOKENS or len(block) >= BLOCK_ITEMS):
+            yield block
+            block, tokens = [], 0
+        block.append(item)
+        tokens += len(item.tokens)
+    if block:
+        yield block
 
 
 def _records(

@@ -42,6 +42,22 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """`KEY=VALUE` strings to a dict; values are read as YAML scalars (32, 1e-3, mag, null)."""
+    import yaml
+
+    overrides = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise PipelineError(f"--set {item}: expected KEY=VALUE")
+        try:
+            overrides[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            raise PipelineError(f"--set {item}: unreadable value ({err})") from None
+    return overrides
+
+
 def checkpoint_dir(path: str | Path) -> Path:
     """The checkpoint folder named by `path` (itself, or its `model/` subfolder)."""
     path = Path(path)
@@ -107,14 +123,18 @@ def new_classifier(
     pooling: str,
     label_names: list[str],
     preset: str,
+    overrides: dict | None = None,
 ) -> TitansForSequenceClassification:
-    """A classifier on a pretrained backbone, or from scratch (`checkpoint == "none"`)."""
+    """A classifier on a pretrained backbone, or from scratch (`checkpoint == "none"`) with the
+    model of `preset` and its fields replaced by `overrides`."""
     if checkpoint == "none":
         try:
-            config = TitansConfig.preset(preset)
-        except ValueError as err:
-            raise PipelineError(f"--preset {preset}: {err}") from None
+            config = TitansConfig.preset(preset, **(overrides or {}))
+        except (TypeError, ValueError) as err:
+            raise PipelineError(f"--preset {preset} --set: {err}") from None
         return TitansForSequenceClassification(config, num_labels, pooling, label_names=label_names)
+    if overrides:
+        raise PipelineError("--set changes the model of --checkpoint none only")
     directory = checkpoint_dir(checkpoint)
     check_tokenizer(directory)
     try:

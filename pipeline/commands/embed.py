@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--window", type=_positive_int, help="cut records into windows of this many bases"
     )
-    parser.add_argument("--stride", type=_positive_int, help="window step (default: --window)")
+    parser.add_argument("--stride", type=_positive_int, help="window step; None = --window")
     parser.add_argument(
         "--rc-average",
         action="store_true",
@@ -44,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--piece-len",
         type=_positive_int,
-        help="tokens per streamed piece, a multiple of the model's segment/chunk length "
-        "(default: about 2048)",
+        help="tokens per streamed piece, a multiple of the model's segment/chunk length; "
+        "None = the smallest such multiple >= 2048",
     )
     parser.add_argument(
         "--batch-tokens", type=_positive_int, default=32768, help="tokens per batch and piece"

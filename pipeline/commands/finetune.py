@@ -25,7 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (replaced atomically)")
     parser.add_argument("--genome", help="indexed genome FASTA for a BED task")
     parser.add_argument(
-        "--pooling", choices=("mean", "last", "attention"), default="mean", help="pooling"
+        "--pooling",
+        choices=("mean", "last", "attention"),
+        default="mean",
+        help="token states to one vector: mean over real tokens, the last token, or a learned "
+        "attention query",
     )
     parser.add_argument(
         "--freeze-backbone", action="store_true", help="train only the pooling and head"
@@ -34,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-rc-augment",
         dest="rc_augment",
         action="store_false",
-        help="do not train on random reverse complements",
+        help="do not train on random reverse complements (augmentation is on by default)",
     )
     parser.add_argument(
         "--no-rc-average",
@@ -46,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-minutes",
         type=_positive_float,
-        help="wall-clock budget for training and dev scoring (test scoring follows)",
+        help="wall-clock budget of the run: training stops in time for the final dev and test "
+        "scoring, and the learning rate decays to zero by then",
     )
     parser.add_argument("--batch-size", type=_positive_int, default=64, help="training batch size")
     parser.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate")
@@ -61,6 +66,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset", default="tiny", help="model size when --checkpoint none (tiny, small, base)"
     )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --checkpoint none: override a model field of the preset (repeatable), "
+        "e.g. variant=mag or d_model=32",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="random seed (dev hold-out, batches)")
 
@@ -73,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pipeline.atomic import atomic_dir, check_output_parent
     from pipeline.finetune import FinetuneOptions, finetune, save_outputs
-    from pipeline.modelio import new_classifier, resolve_device
+    from pipeline.modelio import new_classifier, parse_overrides, resolve_device
     from pipeline.tasks import load_task
 
     log = logging.getLogger("titans_dna")
@@ -87,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         pooling=args.pooling,
         label_names=task.label_names,
         preset=args.preset,
+        overrides=parse_overrides(args.sets),
     )
     options = FinetuneOptions(
         epochs=args.epochs,
@@ -109,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
             labels=task.label_names,
             checkpoint=None if args.checkpoint == "none" else str(args.checkpoint),
             preset=args.preset if args.checkpoint == "none" else None,
+            overrides=parse_overrides(args.sets),
             pooling=args.pooling,
             device=str(device),
             model_config=model.config.to_dict(),

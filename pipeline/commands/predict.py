@@ -42,27 +42,30 @@ def run(args: argparse.Namespace) -> int:
 
     from pipeline.atomic import atomic_file, check_output_parent
     from pipeline.classify import predict_proba
-    from pipeline.inputs import read_items
+    from pipeline.inputs import blocks, read_items
     from pipeline.modelio import load_classifier, resolve_device
 
     check_output_parent(args.output)
     device = resolve_device(args.device)
     model, _ = load_classifier(args.model, device)
-    items = list(
-        read_items(args.input, reference=args.reference, genome=args.genome, invalid=args.invalid)
+    items = read_items(
+        args.input, reference=args.reference, genome=args.genome, invalid=args.invalid
     )
-    probabilities = predict_proba(
-        model, [item.tokens for item in items], device=device, rc_average=args.rc_average
-    )
-    names = model.label_names
-    with_labels = any(item.label is not None for item in items)
+    names, count = model.label_names, 0
     with atomic_file(args.output) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
-        header = ["id", "length", "predicted"] + [f"p_{name}" for name in names]
-        writer.writerow(header + (["label"] if with_labels else []))
-        for item, probs in zip(items, probabilities, strict=True):
-            row = [item.id, len(item.tokens), names[int(probs.argmax())]]
-            row += [f"{p:.6f}" for p in probs]
-            writer.writerow(row + ([item.label or ""] if with_labels else []))
-    logging.getLogger("titans_dna").info("wrote %d predictions to %s", len(items), args.output)
+        for block in blocks(items):
+            if count == 0:  # the first block decides whether a true-label column is written
+                with_labels = any(item.label is not None for item in block)
+                header = ["id", "length", "predicted"] + [f"p_{name}" for name in names]
+                writer.writerow(header + (["label"] if with_labels else []))
+            probabilities = predict_proba(
+                model, [item.tokens for item in block], device=device, rc_average=args.rc_average
+            )
+            for item, probs in zip(block, probabilities, strict=True):
+                row = [item.id, len(item.tokens), names[int(probs.argmax())]]
+                row += [f"{p:.6f}" for p in probs]
+                writer.writerow(row + ([item.label or ""] if with_labels else []))
+            count += len(block)
+    logging.getLogger("titans_dna").info("wrote %d predictions to %s", count, args.output)
     return 0

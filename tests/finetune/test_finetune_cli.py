@@ -43,13 +43,15 @@ def no_leftovers(folder: Path) -> list[str]:
 def test_from_scratch_writes_metrics_model_and_labels(gue_slice, tmp_path: Path) -> None:
     task = gue_slice("prom_core_all", train=96, dev=32, test=32)
     out = tmp_path / "run"
-    assert finetune(task, out, "none", "--preset", "tiny", "--max-minutes", "5") == 0
+    overrides = ("--set", "d_model=32", "--set", "variant=mag")
+    assert finetune(task, out, "none", "--preset", "tiny", *overrides, "--max-minutes", "5") == 0
     metrics = check_metrics(out, 96)
     assert metrics["checkpoint"] is None and metrics["preset"] == "tiny"
+    assert metrics["model_config"]["d_model"] == 32 and metrics["model_config"]["variant"] == "mag"
     label_map = json.loads((out / "label_map.json").read_text())
     assert label_map["label2id"] == {"0": 0, "1": 1}
     model = TitansForSequenceClassification.from_pretrained(out / "model")
-    assert model.label_names == ["0", "1"] and model.config.d_model == 64
+    assert model.label_names == ["0", "1"] and model.config.d_model == 32
     assert (out / "model" / "tokenizer.json").is_file()
     assert no_leftovers(tmp_path) == []
 
@@ -227,3 +229,18 @@ def test_test_labels_never_influence_training_or_selection(
         runs.append(metrics_of(out))
     assert runs[0]["dev"] == runs[1]["dev"] and runs[0]["best_step"] == runs[1]["best_step"]
     assert runs[0]["test"]["accuracy"] == pytest.approx(1 - runs[1]["test"]["accuracy"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (("--set", "colour=blue"), "unknown TitansConfig field(s): colour"),
+        (("--set", "d_model"), "expected KEY=VALUE"),
+    ],
+)
+def test_bad_model_overrides(
+    gue_slice, tmp_path: Path, capsys: pytest.CaptureFixture, extra: tuple[str, ...], needle: str
+) -> None:
+    task = gue_slice("prom_core_all", train=20, dev=0, test=0)
+    assert finetune(task, tmp_path / "run", "none", *extra) == 2
+    one_line_error(capsys, needle)
