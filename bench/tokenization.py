@@ -20,22 +20,16 @@ hold.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file's name shadows the standard library's `tokenize` (which linecache imports): move its
-# folder from the front of the import path to the back, where only `common` is looked up.
-sys.path.remove(str(Path(__file__).parent.absolute()))
-sys.path.append(str(Path(__file__).parent.absolute()))
-
 import argparse
 import gzip
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from importlib.metadata import version
+from pathlib import Path
 
 import h5py
 import numpy as np
