@@ -13,6 +13,7 @@ docs/benchmarks.md under "## Neural memory on the CPU".
     python bench/memory_cpu.py                 # all three, appends to docs/benchmarks.md
     python bench/memory_cpu.py --quick         # short lengths and one round (a smoke run)
     python bench/memory_cpu.py --no-append     # print only
+    python bench/memory_cpu.py --parts scaling # one or more of titans-pytorch scaling streaming
 
 titans-pytorch is a benchmark-only dependency (the `bench` extra), never imported by titans_dna.
 """
@@ -47,6 +48,11 @@ THREADS = 2
 D_MODEL, HEADS, HEAD_DIM, EXPANSION, CHUNK = 256, 4, 64, 4, 64
 RSS_PIECE = 16384
 SECTION = "Neural memory on the CPU"
+PARTS = {
+    "titans-pytorch": "vs titans-pytorch",
+    "scaling": "Scaling",
+    "streaming": "Streaming inference memory",
+}
 
 
 def our_layer() -> nn.Module:
@@ -267,6 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short lengths, one round")
     parser.add_argument("--no-append", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per length")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="measurements to run (default: all three)",
+    )
     parser.add_argument("--rss-case", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rss-piece", type=int, default=RSS_PIECE, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -275,16 +288,21 @@ def main(argv: list[str] | None = None) -> int:
         rss_case(args.rss_case, args.rss_piece)
         return 0
     rounds = 1 if args.quick else args.rounds
-    parts = [
-        ("vs titans-pytorch", versus_titans_pytorch, [256, 512] if args.quick else [1024, 4096]),
-        ("Scaling", scaling, [256, 1024] if args.quick else [1024, 4096, 16384, 65536]),
-    ]
-    sections = []
-    for title, run, lengths in parts:
-        sections.append(f"### {title}\n\n{run(lengths, rounds)}")
+    lengths = {
+        "titans-pytorch": [256, 512] if args.quick else [1024, 4096],
+        "scaling": [256, 1024] if args.quick else [1024, 4096, 16384, 65536],
+        "streaming": [2048, 8192] if args.quick else [65536, 1_048_576],
+    }
     piece = 1024 if args.quick else RSS_PIECE
-    rss_lengths = [2048, 8192] if args.quick else [65536, 1_048_576]
-    sections.append(f"### Streaming inference memory\n\n{streaming_rss(rss_lengths, piece)}")
+    sections = []
+    for part in args.parts:
+        if part == "titans-pytorch":
+            text = versus_titans_pytorch(lengths[part], rounds)
+        elif part == "scaling":
+            text = scaling(lengths[part], rounds)
+        else:
+            text = streaming_rss(lengths[part], piece)
+        sections.append(f"### {PARTS[part]}\n\n{text}")
     load = "load average at the end (1/5/15 min): " + " / ".join(
         f"{x:.1f}" for x in os.getloadavg()
     )
