@@ -57,9 +57,9 @@ def main() -> int:
                 "input": name,
                 "bases": f"{result['bases']:,}",
                 "mode": mode,
-                "seconds": round(result["seconds"], 1),
-                "kbp/s": round(result["bases"] / result["seconds"] / 1000, 1),
-                "peak RSS MiB": round(result["peak_rss_mib"], 0),
+                "seconds": f"{result['seconds']:.1f}",
+                "kbp/s": f"{result['bases'] / result['seconds'] / 1000:.1f}",
+                "peak RSS MiB": round(result["peak_rss_mib"]),
             }
         )
         print(markdown_table(rows[-1:], COLUMNS), flush=True)

@@ -220,6 +220,11 @@ class Trainer:
                 (nll * scale).backward()
             local_nll += float(nll.detach())
         grad_norm = self._clip()
+        if not math.isfinite(grad_norm):  # before the update: the weights stay usable
+            raise PipelineError(
+                f"non-finite gradients at step {step + 1} (context {context}); lower "
+                "optim.lr, model.max_surprise_norm or train.context"
+            )
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)

