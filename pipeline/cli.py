@@ -12,10 +12,9 @@ import logging
 import pkgutil
 import sys
 
+import pipeline.commands
 from pipeline import __version__
 from pipeline.errors import PipelineError
-
-import pipeline.commands
 
 # The order subcommands are listed in `--help`; modules not named here follow alphabetically.
 PIPELINE_ORDER = ("fetch", "tokenize", "pretrain", "finetune", "predict", "embed", "evaluate")

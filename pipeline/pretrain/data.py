@@ -198,11 +198,12 @@ class Corpus:
         """Clear error when no track can hold one window of `context` (+1 target) tokens."""
         longest = max(t.length for t in self.tracks)
         if longest < context + 1:
-            hint = "" if self.config.cross_contig else "; set data.cross_contig: true or "
-            hint += "use a smaller train.context" if hint else "; use a smaller train.context"
+            fixes = "a smaller train.context"
+            if not self.config.cross_contig:
+                fixes += " or data.cross_contig: true"
             raise PipelineError(
                 f"{self._names()}: train.context {context} is longer than every contig's "
-                f"training part (longest {longest} bases){hint}"
+                f"training part (longest {longest} bases); use {fixes}"
             )
         short = sum(t.length < context + 1 for t in self.tracks)
         if short:
