@@ -210,6 +210,7 @@ def long_context_child(store: Path, context: int, device: str, out: Path) -> dic
         "train.log_every=1",
         "optim.warmup_steps=1",
         "optim.lr=1e-4",  # memory is measured, not learning: a small, stable step
+        "model.theta_max=0.03",  # as the GPU configurations: finite gradients at long context
         "eval.every=1000",
         f"eval.max_tokens={context}",
         f"eval.final_max_tokens={context}",

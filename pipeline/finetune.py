@@ -7,8 +7,9 @@ wall-clock budget the learning rate still decays to zero by its end. The deadlin
 less the predicted time of the final dev and test scoring, so the whole run fits the budget.
 Dev is scored (MCC, on strand-averaged probabilities) after every epoch and, under a budget,
 every tenth of it, but never so often that scoring takes more than about a fifth of the run; the
-best dev MCC selects the saved model and `patience` evaluations without improvement stop
-training. Test is scored once, with the selected model, and never used for any choice.
+best dev MCC (ties broken by dev AUROC) selects the saved model and `patience` evaluations
+without improvement stop training. Test is scored once, with the selected model, and never used
+for any choice.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class _Run:
         self.budget = options.max_minutes * 60 if options.max_minutes else None
         self.step, self.epoch, self.start = 0, 0.0, time.monotonic()
         self.train_seconds = 0.0  # time inside training steps, to predict the next one
-        self.best_mcc, self.best_state, self.best_record = -math.inf, None, None
+        self.best_score, self.best_state, self.best_record = (-math.inf, -math.inf), None, None
         self.stale, self.history = 0, []
         self.stop_reason: str | None = None
         self.loss_sum, self.loss_count = 0.0, 0
@@ -205,7 +206,7 @@ def _train(run: _Run) -> None:
                 run.stop_reason = "epochs"
     if not run.history or run.history[-1].step != run.step:
         _evaluate(run)
-    progress.close(best_dev_mcc=f"{run.best_mcc:.4f}", stopped_by=run.stop_reason)
+    progress.close(best_dev_mcc=f"{run.best_score[0]:.4f}", stopped_by=run.stop_reason)
 
 
 def _train_step(run: _Run, train: LabelledSplit, batch: np.ndarray) -> float:
@@ -279,8 +280,10 @@ def _evaluate(run: _Run) -> None:
         dev["mcc"],
         "n/a" if dev["auroc"] is None else f"{dev['auroc']:.4f}",
     )
-    if dev["mcc"] > run.best_mcc:
-        run.best_mcc, run.best_record, run.stale = dev["mcc"], record, 0
+    # Dev MCC selects; AUROC breaks ties (e.g. between constant predictors, all at MCC 0).
+    score = (dev["mcc"], -math.inf if dev["auroc"] is None else dev["auroc"])
+    if score > run.best_score:
+        run.best_score, run.best_record, run.stale = score, record, 0
         run.best_state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
         return
     run.stale += 1

