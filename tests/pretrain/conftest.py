@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.tokenstore import write_token_store
-from tests.pretrain.helpers import lambda_sequence, write_fasta
+
+from .helpers import lambda_sequence, write_fasta
 
 
 @pytest.fixture(scope="session")

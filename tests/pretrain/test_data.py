@@ -12,8 +12,9 @@ from pipeline.pretrain.config import DataSection, TrainSection
 from pipeline.pretrain.data import Corpus, target_weights
 from pipeline.pretrain.schedule import stage
 from pipeline.tokenstore import write_token_store
-from tests.pretrain.helpers import write_fasta
 from titans_dna.tokenizer import N_ID, SEP_ID, DNATokenizer
+
+from .helpers import write_fasta
 
 TOKENIZER = DNATokenizer()
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.pretrain.loop import run_pretraining
-from tests.pretrain.helpers import TINY, assert_same_trajectory, tiny_config
+
+from .helpers import TINY, assert_same_trajectory, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = (

@@ -15,9 +15,10 @@ from pipeline.errors import PipelineError
 from pipeline.pretrain.config import load_config
 from pipeline.pretrain.loop import run_pretraining
 from pipeline.pretrain.metrics import COLUMNS
-from tests.pretrain.helpers import TINY, assert_same_trajectory, tiny_config
 from titans_dna.models.lm import TitansLM
 from titans_dna.tokenizer import DNATokenizer
+
+from .helpers import TINY, assert_same_trajectory, tiny_config
 
 
 def _rows(out: Path) -> list[dict]:

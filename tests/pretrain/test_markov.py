@@ -15,8 +15,9 @@ from pipeline.pretrain.markov import (
     evaluate_markov,
     reverse_complement_ids,
 )
-from tests.pretrain.helpers import lambda_sequence
 from titans_dna.tokenizer import DNATokenizer
+
+from .helpers import lambda_sequence
 
 TOKENIZER = DNATokenizer()
 

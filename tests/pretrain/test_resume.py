@@ -20,7 +20,8 @@ from safetensors.torch import load_file
 from pipeline.errors import PipelineError
 from pipeline.pretrain import checkpoint as ckpt
 from pipeline.pretrain.loop import run_pretraining
-from tests.pretrain.helpers import TINY, tiny_config
+
+from .helpers import TINY, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 LONG = ("train.max_steps=24", "eval.markov_max_order=0", "eval.every=8", "checkpoint.every=4")
