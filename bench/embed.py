@@ -28,7 +28,11 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench.common import REPO, SHARED_DATA, append_section, markdown_table  # noqa: E402
 
-DEFAULT_PRETRAINED = REPO / "results" / "bench" / "pretrain" / "model"
+# Where bench/pretrain.py leaves its model (first match wins).
+PRETRAINED_CANDIDATES = (
+    REPO / "results" / "bench" / "pretrain" / "model",
+    REPO / "results" / "bench" / "pretrain" / "run" / "model",
+)
 COLUMNS = ["input", "bases", "mode", "seconds", "kbp/s", "peak RSS MiB"]
 MEMORY_TARGET = 1.3
 
@@ -87,7 +91,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--checkpoint",
         default="auto",
-        help="model checkpoint; 'auto' = results/bench/pretrain/model when present, else a "
+        help="model checkpoint; 'auto' = results/bench/pretrain/[run/]model when present, else a "
         "randomly initialised tiny model (speed and memory do not depend on the weights)",
     )
     parser.add_argument("--out", default=str(REPO / "results" / "bench" / "embed"))
@@ -103,8 +107,9 @@ def parse_args() -> argparse.Namespace:
 def resolve_checkpoint(choice: str, out: Path) -> tuple[Path, str]:
     if choice != "auto":
         return Path(choice), f"`{choice}`"
-    if (DEFAULT_PRETRAINED / "config.json").is_file():
-        return DEFAULT_PRETRAINED, f"pretrained `{DEFAULT_PRETRAINED.relative_to(REPO)}`"
+    for candidate in PRETRAINED_CANDIDATES:
+        if (candidate / "config.json").is_file():
+            return candidate, f"pretrained `{candidate.relative_to(REPO)}`"
     import torch
 
     from titans_dna.models import TitansConfig, TitansLM

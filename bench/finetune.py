@@ -30,7 +30,11 @@ from bench.common import REPO, SHARED_DATA, append_section, markdown_table  # no
 from pipeline.report import DNABERT2_MCC, KMER_BASELINE  # noqa: E402
 
 TASKS = ("prom_core_all", "prom_300_tata", "tf_0", "tf_1", "mouse_0")
-DEFAULT_PRETRAINED = REPO / "results" / "bench" / "pretrain" / "model"
+# Where bench/pretrain.py leaves its model (first match wins).
+PRETRAINED_CANDIDATES = (
+    REPO / "results" / "bench" / "pretrain" / "model",
+    REPO / "results" / "bench" / "pretrain" / "run" / "model",
+)
 # DNABERT-2 values checked against a second published copy of the GUE table; the others are
 # quoted from the paper's table without that second check.
 DNABERT2_CHECKED = {"prom_core_all", "tf_0", "tf_1"}
@@ -84,7 +88,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--pretrained",
         default="auto",
-        help="pretrained checkpoint; 'auto' uses results/bench/pretrain/model when present; "
+        help="pretrained checkpoint; 'auto' uses the pretraining benchmark's model "
+        "(results/bench/pretrain/[run/]model) when present; "
         "'none' skips the pretrained rows",
     )
     parser.add_argument("--data", default=str(SHARED_DATA / "benchmarks" / "gue"), help="GUE root")
@@ -111,7 +116,8 @@ def resolve_pretrained(choice: str) -> Path | None:
     if choice == "none":
         return None
     if choice == "auto":
-        return DEFAULT_PRETRAINED if (DEFAULT_PRETRAINED / "config.json").is_file() else None
+        found = [p for p in PRETRAINED_CANDIDATES if (p / "config.json").is_file()]
+        return found[0] if found else None
     return Path(choice)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
 import shutil
 import subprocess
 import sys
@@ -220,7 +219,7 @@ def long_context_child(store: Path, context: int, device: str, out: Path) -> dic
         f"train.activation_checkpointing={'true' if cuda else 'false'}",
     ]
     config = load_config(CONFIG, sets, [str(store)])
-    baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    baseline_mb = _memory_mb("VmRSS")
     folder = out / f"long-{context}"
     shutil.rmtree(folder, ignore_errors=True)
     try:
@@ -234,14 +233,23 @@ def long_context_child(store: Path, context: int, device: str, out: Path) -> dic
     result = {
         "context": context,
         "device": device,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "baseline_rss_mb": baseline_kb / 1024,
+        "peak_rss_mb": _memory_mb("VmHWM"),
+        "baseline_rss_mb": baseline_mb,
         "step_s": min(timed) if timed else None,
         "problem": problem,
     }
     if cuda:
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
+
+
+def _memory_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process in MiB. Unlike getrusage's ru_maxrss, which
+    keeps the parent's peak across fork and exec, VmHWM starts afresh in the new program."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def long_context(store: Path, out: Path, contexts: list[int], device: str) -> list[dict]:
@@ -285,7 +293,8 @@ def memory_table(results: list[dict]) -> str:
         markdown_table(rows, columns)
         + f"\n\nMemory is the process's {what} over up to 3 training steps (batch 1) and one "
         f"held-out forward pass at that context, each context in a fresh process (baseline RSS "
-        f"after imports: {first['baseline_rss_mb']:.0f} MiB). A run stops at the first step "
+        f"after imports: {first['baseline_rss_mb']:.0f} MiB); the tiny configuration with "
+        "model.theta_max 0.03, as in the GPU configurations. A run stops at the first step "
         "whose gradients are not finite, after that step's forward and backward pass."
     )
 

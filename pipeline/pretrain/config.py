@@ -52,10 +52,10 @@ class DataSection:
 
 @dataclass
 class TrainSection:
-    """Length and shape of training."""
+    """Length and shape of training. The defaults are the CPU settings of tiny_cpu.yaml."""
 
-    context: int = 1024  # tokens per window at the final stage
-    batch_size: int = 16  # windows per optimizer step at the final context, over all ranks
+    context: int = 512  # tokens per window at the final stage
+    batch_size: int = 8  # windows per optimizer step at the final context, over all ranks
     grad_accum: int = 1  # micro-batches per optimizer step
     max_steps: int = 1000
     max_minutes: float | None = None  # stop early (with a checkpoint) after this wall time
@@ -70,9 +70,9 @@ class TrainSection:
 class OptimSection:
     """AdamW with linear warmup and cosine decay."""
 
-    lr: float = 1e-3
+    lr: float = 3e-3
     min_lr_ratio: float = 0.1  # final learning rate as a fraction of lr
-    warmup_steps: int = 100
+    warmup_steps: int = 50
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -85,7 +85,7 @@ class EvalSection:
     """Held-out evaluation at intervals and at the end, and the Markov baseline."""
 
     every: int = 200  # steps between evaluations
-    max_tokens: int = 262144  # held-out tokens scored per interval evaluation
+    max_tokens: int = 131072  # held-out tokens scored per interval evaluation
     final_max_tokens: int | None = None  # None = every held-out token at the end
     batch_size: int = 8  # windows per evaluation forward pass (per rank)
     markov_max_order: int = 12  # best order-k Markov baseline, k <= this; 0 = no baseline
@@ -96,7 +96,7 @@ class EvalSection:
 class CheckpointSection:
     """Resumable checkpoints under OUT/checkpoints/step-XXXXXXXX/."""
 
-    every: int = 500  # steps between checkpoints (one is always written at the end)
+    every: int = 100  # steps between checkpoints (one is always written at the end)
     keep: int = 3  # newest checkpoints kept
 
 
