@@ -22,11 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-# Import through the repository root: with bench/ first on sys.path (Python's default for a
-# script), a bench module named like a standard-library one would shadow it.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-from bench.common import REPO, SHARED_DATA, append_section, markdown_table  # noqa: E402
+from common import REPO, SHARED_DATA, append_section, markdown_table
 
 # Where bench/pretrain.py leaves its model (first match wins).
 PRETRAINED_CANDIDATES = (

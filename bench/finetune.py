@@ -10,6 +10,7 @@ published. Prints a markdown table and appends it to docs/benchmarks.md under
 
     python bench/finetune.py                               # full protocol
     python bench/finetune.py --tasks prom_300_tata,mouse_0 --minutes 4
+    python bench/finetune.py --jobs 2 --threads 1           # two runs at once, one core each
 """
 
 from __future__ import annotations
@@ -20,14 +21,13 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
-# Import through the repository root: with bench/ first on sys.path (Python's default for a
-# script), a bench module named like a standard-library one would shadow it.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+from common import REPO, SHARED_DATA, append_section, markdown_table
 
-from bench.common import REPO, SHARED_DATA, append_section, markdown_table  # noqa: E402
-from pipeline.report import DNABERT2_MCC, KMER_BASELINE  # noqa: E402
+from pipeline.report import DNABERT2_MCC, KMER_BASELINE
 
 TASKS = ("prom_core_all", "prom_300_tata", "tf_0", "tf_1", "mouse_0")
 # Where bench/pretrain.py leaves its model (first match wins).
@@ -60,19 +60,34 @@ def main() -> int:
     pretrained = resolve_pretrained(args.pretrained)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    runs = {
+        (task, label): partial(
+            run_finetune, Path(args.data) / task, checkpoint, sets,
+            out / f"{task}-{label.replace(' ', '-')}", args,
+        )
+        for task in tasks
+        for label, checkpoint, sets in model_rows(pretrained, args)
+    }  # fmt: skip
+    if pretrained is not None and not args.no_probe:
+        for task in tasks:
+            runs[task, "probe"] = partial(
+                run_probe, Path(args.data) / task, pretrained, out / f"{task}-probe.json", args
+            )
+    # Longest first, so that concurrent jobs end together.
+    order = sorted(runs, key=lambda key: key[1] == "probe")
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results = dict(zip(order, pool.map(lambda key: runs[key](), order), strict=True))
     rows = []
     for task in tasks:
-        folder = Path(args.data) / task
-        task_rows = []
-        for label, checkpoint, sets in model_rows(pretrained, args):
-            run_dir = out / f"{task}-{label.replace(' ', '-')}"
-            metrics = run_finetune(folder, checkpoint, sets, run_dir, args)
-            task_rows.append(row(task, label, metrics))
-        if pretrained is not None and not args.no_probe:
-            probe = run_probe(folder, pretrained, out / f"{task}-probe.json", args)
+        task_rows = [
+            row(task, label, metrics)
+            for (name, label), metrics in results.items()
+            if name == task and label != "probe"
+        ]
+        probe = results.get((task, "probe"))
+        if probe is not None:
             task_rows[-1]["probe AUROC"] = probe["test"]["auroc"]
             task_rows[-1]["probe MCC"] = probe["test"]["mcc"]
-        print(markdown_table(task_rows, COLUMNS), flush=True)
         rows.extend(task_rows)
     table = markdown_table(rows, COLUMNS)
     print(table)
@@ -106,6 +121,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
     parser.add_argument(
         "--threads", type=int, help="CPU threads per run (OMP_NUM_THREADS); default: torch's"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs at once (each with --threads threads)"
     )
     parser.add_argument("--no-probe", action="store_true", help="skip the linear probe")
     parser.add_argument("--no-append", action="store_true", help="do not touch docs/benchmarks.md")
@@ -148,7 +166,7 @@ def run_finetune(
     ]  # fmt: skip
     for item in sets:
         command += ["--set", item]
-    _run(command, args.threads)
+    _run(command, args.threads, out.with_name(out.name + ".log"))
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -157,7 +175,7 @@ def run_probe(task: Path, checkpoint: Path, out: Path, args: argparse.Namespace)
         sys.executable, "-m", "pipeline.cli", "evaluate", "--task", str(task),
         "--checkpoint", str(checkpoint), "-o", str(out), "--device", args.device,
     ]  # fmt: skip
-    _run(command, args.threads)
+    _run(command, args.threads, out.with_suffix(".log"))
     return json.loads(out.read_text())
 
 
@@ -206,12 +224,17 @@ def describe(args: argparse.Namespace, pretrained: Path | None) -> str:
     )
 
 
-def _run(command: list[str], threads: int | None) -> None:
+def _run(command: list[str], threads: int | None, log_path: Path) -> None:
+    """Run one CLI command, its output into log_path; a failure shows the log's end."""
     start = time.monotonic()
     print("$", " ".join(command), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
-    subprocess.run(command, check=True, cwd=REPO, env=env)
-    print(f"  ({time.monotonic() - start:.0f} s)", flush=True)
+    with open(log_path, "w") as log:
+        done = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode:
+        tail = log_path.read_text().splitlines()[-20:]
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}\n" + "\n".join(tail))
+    print(f"  done in {time.monotonic() - start:.0f} s: {log_path}", flush=True)
 
 
 if __name__ == "__main__":

@@ -18,16 +18,7 @@ docs/benchmarks.md under "## Neural memory on the CPU".
 titans-pytorch is a benchmark-only dependency (the `bench` extra), never imported by titans_dna.
 """
 
-# ruff: noqa: E402  (the import path is fixed before the other imports, see below)
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# bench/ holds a script named tokenize.py, which would shadow the standard library's `tokenize`
-# (imported by torch through linecache): keep this folder at the back of the import path.
-_BENCH = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if p not in (_BENCH, str(Path(__file__).parent))] + [_BENCH]
 
 import argparse
 import json
@@ -35,14 +26,18 @@ import os
 import resource
 import statistics
 import subprocess
+import sys
 import time
 from importlib.metadata import version
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from common import append_section, markdown_table
 from torch import nn
+
+from pipeline.allocator import keep_freed_memory
 
 THREADS = 2
 D_MODEL, HEADS, HEAD_DIM, EXPANSION, CHUNK = 256, 4, 64, 4, 64
@@ -206,11 +201,11 @@ def scaling(lengths: list[int], rounds: int) -> str:
     )
 
 
-def streaming_rss(lengths: list[int], piece: int) -> str:
+def streaming_rss(lengths: list[int], piece: int, system_malloc: bool) -> str:
     rows = []
     for length in lengths:
         command = [sys.executable, str(Path(__file__).resolve()), "--rss-case", str(length)]
-        command += ["--rss-piece", str(piece)]
+        command += ["--rss-piece", str(piece)] + (["--system-malloc"] if system_malloc else [])
         result = subprocess.run(command, check=True, capture_output=True, text=True)
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
@@ -280,9 +275,17 @@ def main(argv: list[str] | None = None) -> int:
         default=list(PARTS),
         help="measurements to run (default: all three)",
     )
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc malloc as it is (default: tuned as the titans-dna CLI tunes it)",
+    )
     parser.add_argument("--rss-case", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rss-piece", type=int, default=RSS_PIECE, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    malloc = "glibc default" if args.system_malloc else "tuned"
+    if not args.system_malloc and not keep_freed_memory():
+        malloc = "glibc default (tuning unavailable)"
     torch.set_num_threads(THREADS)
     if args.rss_case is not None:
         rss_case(args.rss_case, args.rss_piece)
@@ -301,12 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         elif part == "scaling":
             text = scaling(lengths[part], rounds)
         else:
-            text = streaming_rss(lengths[part], piece)
+            text = streaming_rss(lengths[part], piece, args.system_malloc)
         sections.append(f"### {PARTS[part]}\n\n{text}")
     load = "load average at the end (1/5/15 min): " + " / ".join(
         f"{x:.1f}" for x in os.getloadavg()
     )
-    body = f"torch threads: {THREADS}; {load}.\n\n" + "\n\n".join(sections)
+    body = f"torch threads: {THREADS}; malloc: {malloc}; {load}.\n\n" + "\n\n".join(sections)
     print(body)
     if not args.no_append:
         append_section(SECTION, body)

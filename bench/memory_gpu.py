@@ -18,21 +18,13 @@ above the inputs. Counts (per token and head, chunk b, head dim D, MLP hidden F)
     python bench/memory_gpu.py --dry-run     # tiny sizes on the CPU (Triton interpreter)
 """
 
-# ruff: noqa: E402  (the import path is fixed before the other imports, see below)
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# bench/ holds a script named tokenize.py, which would shadow the standard library's `tokenize`
-# (imported through linecache): keep this folder at the back of the import path.
-_BENCH = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if p not in (_BENCH, str(Path(__file__).parent))] + [_BENCH]
 
 import argparse
 import itertools
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass

@@ -12,16 +12,7 @@ on the length). Prints a markdown table; ``--append`` adds it to docs/benchmarks
     python bench/memory_op_cpu.py --batch 1 --depths 2 --no-naive
 """
 
-# ruff: noqa: E402  (the import path is fixed before the other imports, see below)
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# bench/ holds a script named tokenize.py, which would shadow the standard library's `tokenize`
-# (imported by torch through linecache): keep this folder at the back of the import path.
-_BENCH = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if p not in (_BENCH, str(Path(__file__).parent))] + [_BENCH]
 
 import argparse
 import math

@@ -14,6 +14,7 @@ import sys
 
 import pipeline.commands
 from pipeline import __version__
+from pipeline.allocator import keep_freed_memory
 from pipeline.errors import PipelineError
 
 # The order subcommands are listed in `--help`; modules not named here follow alphabetically.
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    keep_freed_memory()
     try:
         return int(args.run(args) or 0)
     except PipelineError as error:

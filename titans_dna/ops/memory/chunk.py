@@ -45,8 +45,10 @@ from titans_dna.ops.memory.chunk_fwd import ChunkInputs, weigh
 from titans_dna.ops.memory.state import MemoryState
 
 # Long inputs run in windows of at most this many (chunk, batch*head) matrices: the window's
-# chunk-start states and gate matrices live at once, so this bounds inference memory.
-WINDOW_MATRICES = 1024
+# chunk-start states, gate matrices and (in training) the backward pass's temporaries live at
+# once, so this bounds inference memory and keeps training's working set small, so throughput
+# stays flat with length (docs/benchmarks.md, "Neural memory on the CPU").
+WINDOW_MATRICES = 64
 
 
 class ChunkGates(NamedTuple):
