@@ -72,7 +72,7 @@ def _loss(y: torch.Tensor, end: MemoryState, gen: torch.Generator) -> torch.Tens
     return total
 
 
-@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("depth", [1, 2, 3])
 @pytest.mark.parametrize("max_norm", [None, 0.3])
 def test_gradients_equal_naive(memory_case, rel_err, depth, max_norm):
     case = memory_case(length=37, depth=depth, lr=0.3)

@@ -1,7 +1,8 @@
 """Backward pass of the chunked neural memory, written out (the reverse of ``chunk_fwd.py``).
 
+The key pass's slopes and backpropagated errors are recomputed first, for all chunks at once.
 Retrieval depends on the states only through the chunk-start states the forward pass saved, so
-its backward runs for all chunks at once; then a reverse loop over chunks carries the gradient
+its backward runs for all chunks at once too; then a reverse loop over chunks carries the gradient
 of the state (dW, dS) from each chunk's end to its start through the end-of-chunk update and the
 surprise (key pass, clipping, backpropagated errors: this is where σ'' enters). Each function
 mirrors one forward function; every product is a batched matrix product over N = B*H.
@@ -38,16 +39,38 @@ class RetrievalGrads(NamedTuple):
     retrieval: Tensor | None
 
 
+class KeyErrors(NamedTuple):
+    """The key pass's recomputed values, stacked over chunks [nc, N, b, *]."""
+
+    slopes: list[Tensor]  # σ'(z_l) of the hidden layers
+    backs: list[Tensor]  # e_l = δ_{l+1} W_{l+1} of the hidden layers
+    deltas: list[Tensor]  # δ_l per layer
+    scaled: list[Tensor]  # Δ_l = s δ_l per layer
+
+
+def recompute_key_errors(saved: Saved, act: Activation) -> KeyErrors:
+    """δ_l = (δ_{l+1} W_{l+1}) ⊙ σ'(z_l) of ``chunk_fwd.key_pass``, for all chunks at once."""
+    depth = len(saved.starts)
+    slopes, backs = [None] * (depth - 1), [None] * (depth - 1)
+    deltas = [None] * (depth - 1) + [saved.out_delta]
+    for layer in range(depth - 2, -1, -1):
+        backs[layer] = deltas[layer + 1] @ saved.starts[layer + 1][:, :, :, 0]
+        slopes[layer] = act.grad(saved.pre[layer])
+        deltas[layer] = backs[layer] * slopes[layer]
+    return KeyErrors(slopes, backs, deltas, [d * saved.clip.scale for d in deltas])
+
+
 def retrieve_backward(
-    dy: Tensor, chunks: ChunkInputs, saved: Saved, act: Activation
+    dy: Tensor, chunks: ChunkInputs, saved: Saved, scaled: list[Tensor], act: Activation
 ) -> RetrievalGrads:
-    """Reverse of ``chunk_fwd.retrieve`` for all chunks at once; dy [nc, N, b, D]."""
+    """Reverse of ``chunk_fwd.retrieve`` for all chunks at once; dy [nc, N, b, D], scaled
+    errors Δ_l [nc, N, b, out] per layer."""
     shape = dy.shape[:2]
     flat = ChunkInputs(*(x.flatten(0, 1) for x in chunks))
     depth = len(saved.starts)
     starts = [s.flatten(0, 1).flatten(-2) for s in saved.starts]  # [M, out, 2 in]
     inputs = [h.flatten(0, 1) for h in saved.inputs]
-    deltas = [d.flatten(0, 1) for d in saved.scaled]
+    deltas = [d.flatten(0, 1) for d in scaled]
     d_starts, d_deltas, d_inputs = [None] * depth, [None] * depth, [None] * depth
     d_decay = d_retrieval = None
     dz = dy.flatten(0, 1)
@@ -211,26 +234,26 @@ def _key_pass_backward(
     return d_weights, dz @ weights[0], -d_deltas[-1]
 
 
-def _chunk(saved: Saved, c: int) -> _Chunk:
-    passed, clipped = saved.passes[c], saved.clips[c]
+def _chunk(saved: Saved, errors: KeyErrors, c: int) -> _Chunk:
+    clipped = saved.clip
     return _Chunk(
         [x[c] for x in saved.starts],
-        passed.inputs,
-        passed.pre,
-        passed.slopes,
-        passed.backs,
-        passed.deltas,
-        [x[c] for x in saved.scaled],
-        clipped.scale,
-        clipped.factor,
-        clipped.norm_sq,
+        [x[c] for x in saved.inputs],
+        [x[c] for x in saved.pre],
+        [x[c] for x in errors.slopes],
+        [x[c] for x in errors.backs],
+        [x[c] for x in errors.deltas],
+        [x[c] for x in errors.scaled],
+        clipped.scale[c],
+        None if clipped.factor is None else clipped.factor[c],
+        None if clipped.norm_sq is None else clipped.norm_sq[c],
     )
 
 
 def step_backward(
     d_end: list[Tensor],
     inputs: ChunkInputs,
-    saved: Saved,
+    chunk: _Chunk,
     ret: RetrievalGrads,
     c: int,
     act: Activation,
@@ -238,7 +261,6 @@ def step_backward(
 ) -> tuple[list[Tensor], StepGrads]:
     """Gradient of chunk c's start state (d(W_0 | S_0) per layer) from its end state's, and of
     the chunk's inputs."""
-    chunk = _chunk(saved, c)
     d_starts, d_scaled, d_inputs, gates = _end_state_backward(d_end, chunk, inputs, c, ret)
     d_deltas, d_scale, d_key_norm_sq = _clip_backward(
         d_scaled, d_inputs, chunk, inputs.scale[c], inputs.key_norm_sq[c], max_norm
@@ -263,10 +285,12 @@ def backward(
     max_norm: float | None,
 ) -> tuple[list[Tensor], ChunkInputs]:
     """Gradients of the start carry (per layer) and of every ``ChunkInputs`` field (or None)."""
-    ret = retrieve_backward(dy, inputs, saved, act)
+    errors = recompute_key_errors(saved, act)
+    ret = retrieve_backward(dy, inputs, saved, errors.scaled, act)
     per_chunk = []
     for c in range(inputs.keys.shape[0] - 1, -1, -1):
-        d_end, grads = step_backward(d_end, inputs, saved, ret, c, act, max_norm)
+        chunk = _chunk(saved, errors, c)
+        d_end, grads = step_backward(d_end, inputs, chunk, ret, c, act, max_norm)
         per_chunk.append(grads)
     per_chunk.reverse()
 

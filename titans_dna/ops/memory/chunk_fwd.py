@@ -3,8 +3,10 @@
 Shapes: N = B*H matrices per chunk, b tokens per chunk, a layer maps in -> out features; a
 memory layer's state is carried as (W | S) [N, out, 2, in] (W and S interleaved along the
 second-to-last axis, so [W | S] is one [out, 2 in] matrix). The math is in ``chunk.py``'s
-docstring. Everything the backward pass needs is returned, nothing is recomputed there but
-elementwise functions.
+docstring. The backward pass gets the chunk-start states, the key pass's layer inputs and
+pre-activations and the output error, stacked over chunks; it recomputes the rest of the key
+pass (slopes and backpropagated errors: one batched product per hidden layer), which halves
+what training keeps per token.
 """
 
 from __future__ import annotations
@@ -53,15 +55,29 @@ class Clip(NamedTuple):
 
 
 class Saved(NamedTuple):
-    """What the backward pass needs."""
+    """What the backward pass needs, stacked over chunks: [nc, N, ...] (per layer where a list)."""
 
-    passes: list[KeyPass]  # per chunk
-    clips: list[Clip]  # per chunk
-    starts: list[Tensor]  # per layer: chunk-start states (W_0 | S_0) [nc, N, out, 2, in]
-    inputs: list[Tensor]  # per layer: key-side inputs h_l [nc, N, b, in]
-    scaled: list[Tensor]  # per layer: scaled errors Δ_l = s δ_l [nc, N, b, out]
+    starts: list[Tensor]  # chunk-start states (W_0 | S_0) [nc, N, out, 2, in]
+    inputs: list[Tensor]  # key-side layer inputs h_l [nc, N, b, in] (h_0: the keys)
+    pre: list[Tensor]  # key-side pre-activations z_l of the hidden layers [nc, N, b, out]
+    out_delta: Tensor  # δ_{L-1} = M(k; W_0) − v [nc, N, b, D]
+    clip: Clip  # [nc, N, b, 1] each
     query_pre: list[Tensor]  # retrieval pre-activations Z_l of the hidden layers [nc*N, b, *]
     query_scores: list[Tensor]  # retrieval X_l H_lᵀ of the layers after the first [nc*N, b, b]
+
+
+class _Stacks:
+    """Per-chunk tensors written into [nc, ...] buffers that the first chunk allocates."""
+
+    def __init__(self, n_chunks: int) -> None:
+        self.n_chunks = n_chunks
+        self.buffers: dict[str, list[Tensor]] = {}
+
+    def put(self, name: str, c: int, tensors: list[Tensor]) -> None:
+        if name not in self.buffers:
+            self.buffers[name] = [x.new_empty((self.n_chunks, *x.shape)) for x in tensors]
+        for buffer, x in zip(self.buffers[name], tensors, strict=True):
+            buffer[c] = x
 
 
 def weigh(x: Tensor, weights: Tensor) -> Tensor:
@@ -118,26 +134,31 @@ def end_state(
 
 def recurrence(
     carry: list[Tensor], chunks: ChunkInputs, act: Activation, max_norm: float | None
-) -> tuple[list[Tensor], list[list[Tensor]], list[KeyPass], list[Clip], list[list[Tensor]]]:
+) -> tuple[list[Tensor], dict[str, list[Tensor]]]:
     """Run the state over all chunks.
 
-    Returns (end carry, and per chunk: start states, key pass, clip, scaled errors Δ_l = s δ_l).
+    Returns the end carry and, stacked over chunks: "starts" (per layer), "inputs" and "pre"
+    (hidden layers), "out_delta", "scaled" (Δ_l = s δ_l per layer) and "clip" (s, and with
+    clipping c and ‖u‖²).
     """
-    starts, passes, clips, scaled = [], [], [], []
+    stacks = _Stacks(chunks.keys.shape[0])
     for c in range(chunks.keys.shape[0]):
-        starts.append(carry)
+        stacks.put("starts", c, carry)
         passed = key_pass([ws[:, :, 0] for ws in carry], chunks.keys[c], chunks.values[c], act)
         clipped = clip(passed, chunks.scale[c], chunks.key_norm_sq[c], max_norm)
         updates = [chunks.key_update[c]]
         updates += [weigh(h, chunks.end_weights[c]) for h in passed.inputs[1:]]
-        scaled.append([delta * clipped.scale for delta in passed.deltas])
+        scaled = [delta * clipped.scale for delta in passed.deltas]
         carry = [
             end_state(ws, delta, update, chunks.end_keep[c], chunks.end_gamma[c])
-            for ws, delta, update in zip(carry, scaled[-1], updates, strict=True)
+            for ws, delta, update in zip(carry, scaled, updates, strict=True)
         ]
-        passes.append(passed)
-        clips.append(clipped)
-    return carry, starts, passes, clips, scaled
+        stacks.put("inputs", c, passed.inputs[1:])
+        stacks.put("pre", c, passed.pre)
+        stacks.put("out_delta", c, passed.deltas[-1:])
+        stacks.put("scaled", c, scaled)
+        stacks.put("clip", c, [x for x in clipped if x is not None])
+    return carry, stacks.buffers
 
 
 def retrieve(
@@ -169,21 +190,18 @@ def forward(
     carry: list[Tensor], chunks: ChunkInputs, act: Activation, max_norm: float | None
 ) -> tuple[Tensor, list[Tensor], Saved]:
     """The whole forward pass: (y [nc, N, b, D], end carry, what the backward pass needs)."""
-    carry, starts, passes, clips, scaled = recurrence(carry, chunks, act, max_norm)
-
-    def stacked(per_chunk: list) -> list[Tensor]:
-        """Per chunk, per layer [N, *] -> per layer [nc, N, *] (what retrieval batches)."""
-        return [torch.stack(layer) for layer in zip(*per_chunk, strict=True)]
-
-    saved_starts = stacked(starts)
-    saved_inputs = stacked([p.inputs for p in passes])
-    saved_scaled = stacked(scaled)
+    carry, stacked = recurrence(carry, chunks, act, max_norm)
+    starts, inputs = stacked["starts"], [chunks.keys, *stacked["inputs"]]
     y, query_pre, query_scores = retrieve(
         chunks,
-        [s.flatten(0, 1) for s in saved_starts],
-        [h.flatten(0, 1) for h in saved_inputs],
-        [d.flatten(0, 1) for d in saved_scaled],
+        [s.flatten(0, 1) for s in starts],
+        [h.flatten(0, 1) for h in inputs],
+        [d.flatten(0, 1) for d in stacked["scaled"]],
         act,
     )
-    saved = Saved(passes, clips, saved_starts, saved_inputs, saved_scaled, query_pre, query_scores)
+    clipped = stacked["clip"]
+    clipped = Clip(*clipped) if max_norm is not None else Clip(clipped[0], None, None)
+    saved = Saved(
+        starts, inputs, stacked["pre"], stacked["out_delta"][0], clipped, query_pre, query_scores
+    )
     return y.unflatten(0, chunks.keys.shape[:2]), carry, saved
