@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from titans_dna.ops.memory.activations import Activation
-from titans_dna.ops.memory.chunk_fwd import ChunkInputs, Saved, weigh
+from titans_dna.ops.memory.chunk_fwd import ChunkInputs, Saved, backpropagate, weigh
 
 
 def unweigh(split: Tensor, weights: Tensor) -> Tensor:
@@ -50,13 +50,9 @@ class KeyErrors(NamedTuple):
 
 def recompute_key_errors(saved: Saved, act: Activation) -> KeyErrors:
     """δ_l = (δ_{l+1} W_{l+1}) ⊙ σ'(z_l) of ``chunk_fwd.key_pass``, for all chunks at once."""
-    depth = len(saved.starts)
-    slopes, backs = [None] * (depth - 1), [None] * (depth - 1)
-    deltas = [None] * (depth - 1) + [saved.out_delta]
-    for layer in range(depth - 2, -1, -1):
-        backs[layer] = deltas[layer + 1] @ saved.starts[layer + 1][:, :, :, 0]
-        slopes[layer] = act.grad(saved.pre[layer])
-        deltas[layer] = backs[layer] * slopes[layer]
+    slopes = [act.grad(z) for z in saved.pre]
+    weights = [ws[:, :, :, 0] for ws in saved.starts]
+    backs, deltas = backpropagate(saved.out_delta, weights, slopes)
     return KeyErrors(slopes, backs, deltas, [d * saved.clip.scale for d in deltas])
 
 

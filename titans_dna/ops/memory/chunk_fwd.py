@@ -96,11 +96,22 @@ def key_pass(weights: list[Tensor], keys: Tensor, values: Tensor, act: Activatio
             inputs.append(h)
             pre.append(z)
             slopes.append(slope)
-    deltas, backs = [z - values], []
+    backs, deltas = backpropagate(z - values, weights, slopes)
+    return KeyPass(inputs, pre, slopes, backs, deltas)
+
+
+def backpropagate(
+    out_delta: Tensor, weights: list[Tensor], slopes: list[Tensor]
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Errors of every layer from the output's, δ_l = (δ_{l+1} W_{l+1}) ⊙ σ'(z_l).
+
+    Returns (e_l = δ_{l+1} W_{l+1} of the hidden layers, δ_l of every layer), first layer first.
+    """
+    deltas, backs = [out_delta], []
     for layer in range(len(weights) - 1, 0, -1):
         backs.append(deltas[-1] @ weights[layer])
         deltas.append(backs[-1] * slopes[layer - 1])
-    return KeyPass(inputs, pre, slopes, backs[::-1], deltas[::-1])
+    return backs[::-1], deltas[::-1]
 
 
 def surprise_norm_sq(passed: KeyPass, key_norm_sq: Tensor) -> Tensor:
