@@ -111,6 +111,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", default=str(REPO / "results" / "bench" / "finetune"))
     parser.add_argument("--batch-size", type=int, default=64, help="fine-tuning batch size")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    parser.add_argument(
+        "--head-init", choices=("probe", "random"), default="probe", help="classifier head start"
+    )
     parser.add_argument("--preset", default="tiny", help="model size of the from-scratch rows")
     parser.add_argument(
         "--scratch-variants",
@@ -161,7 +164,7 @@ def run_finetune(
         sys.executable, "-m", "pipeline.cli", "finetune",
         "--task", str(task), "--checkpoint", checkpoint, "--out", str(out),
         "--max-minutes", str(args.minutes), "--epochs", "1000", "--patience", "6",
-        "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+        "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--head-init", args.head_init,
         "--preset", args.preset, "--device", args.device,
     ]  # fmt: skip
     for item in sets:
@@ -209,13 +212,23 @@ def describe(args: argparse.Namespace, pretrained: Path | None) -> str:
         )
     )
     return (
-        f"Budget {args.minutes:g} min per fine-tune run ({scope}); from scratch: the "
-        f"{args.preset} preset ({args.scratch_variants.replace(',', ', ')}), "
-        f"{args.threads or 'default'} CPU thread(s) per run, "
+        f"Budget {args.minutes:g} min per fine-tune run ({scope}); "
+        + (
+            f"from scratch: the {args.preset} preset ({args.scratch_variants.replace(',', ', ')}), "
+            if args.scratch_variants
+            else "no from-scratch rows, "
+        )
+        + f"{args.threads or 'default'} CPU thread(s) per run, "
         f"load average {os.getloadavg()[0]:.1f} at the end"
         + (f"; pretrained rows from `{pretrained}`" if pretrained else "; no pretrained checkpoint")
         + f"; batch {args.batch_size}, peak lr {args.lr:g}, cosine decay over the budget, "
-        "reverse-complement augmentation, model selected on dev MCC, test scored once with "
+        + (
+            "head initialised by a linear probe on frozen features of train (scored on dev as "
+            "the first candidate), "
+            if args.head_init == "probe"
+            else "randomly initialised head, "
+        )
+        + "reverse-complement augmentation, model selected on dev MCC, test scored once with "
         "strand-averaged probabilities. Probe: logistic regression on frozen mean-pooled "
         "embeddings of the pretrained model (C by 5-fold CV on train+dev). k-mer LR: 3-6-mer "
         "counts + logistic regression (C=0.1) on the same splits, from the data README. "

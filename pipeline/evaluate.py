@@ -40,7 +40,22 @@ def linear_probe(
     seed: int = 0,
 ) -> dict:
     """Fit on train_x [N, D] / train_y [N]; score on test_x [M, D]. Returns metrics and chosen C."""
-    folds = int(min(MAX_FOLDS, np.bincount(train_y, minlength=num_labels).min()))
+    probe, folds = fit_probe(train_x, train_y, num_labels=num_labels, seed=seed)
+    probabilities = _full_proba(probe, test_x, num_labels)
+    chosen_c = float(np.atleast_1d(probe[-1].C_)[0])
+    return {"test": classification_metrics(test_y, probabilities), "C": chosen_c, "folds": folds}
+
+
+def fit_probe(
+    x: np.ndarray, y: np.ndarray, *, num_labels: int, seed: int = 0, select_by: str = "auroc"
+) -> tuple:
+    """A fitted (StandardScaler, LogisticRegressionCV) pipeline on x [N, D], y [N]; and its folds.
+
+    C is chosen by cross-validated ROC-AUC (`select_by="auroc"`) or log loss ("log_loss": the
+    calibrated choice, for a head that goes on training under cross-entropy). ValueError when a
+    class has fewer than two examples (no cross-validation possible).
+    """
+    folds = int(min(MAX_FOLDS, np.bincount(y, minlength=num_labels).min()))
     if folds < 2:
         raise ValueError("every class needs at least two training examples for cross-validation")
     probe = make_pipeline(
@@ -48,7 +63,7 @@ def linear_probe(
         LogisticRegressionCV(
             Cs=C_GRID,
             cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-            scoring="roc_auc" if num_labels == 2 else "roc_auc_ovr",
+            scoring=_scoring(select_by, num_labels),
             l1_ratios=(0.0,),  # plain L2 regularisation
             max_iter=2000,
             use_legacy_attributes=False,
@@ -57,10 +72,16 @@ def linear_probe(
     with warnings.catch_warnings():
         # A few folds at the weakest regularisation may stop at max_iter; the chosen C converges.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        probe.fit(train_x, train_y)
-    probabilities = _full_proba(probe, test_x, num_labels)
-    chosen_c = float(np.atleast_1d(probe[-1].C_)[0])
-    return {"test": classification_metrics(test_y, probabilities), "C": chosen_c, "folds": folds}
+        probe.fit(x, y)
+    return probe, folds
+
+
+def _scoring(select_by: str, num_labels: int) -> str:
+    if select_by == "log_loss":
+        return "neg_log_loss"
+    if select_by == "auroc":
+        return "roc_auc" if num_labels == 2 else "roc_auc_ovr"
+    raise ValueError(f"select_by must be 'auroc' or 'log_loss', got {select_by!r}")
 
 
 def _full_proba(probe, x: np.ndarray, num_labels: int) -> np.ndarray:

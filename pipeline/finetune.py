@@ -1,5 +1,7 @@
 """Fine-tuning a sequence classifier on a labelled task, with model selection on dev.
 
+The head starts as a linear probe fitted on the frozen pooled features of train (see
+pipeline.head_init), scored on dev as the first candidate, unless head_init is "random".
 Training: AdamW (no weight decay on biases, norms and embeddings), gradient clipping, linear
 warmup then cosine (or linear) decay, length-bucketed batches, reverse-complement augmentation.
 The schedule runs on progress = max(step / planned steps, elapsed / deadline), so with a
@@ -27,6 +29,7 @@ from torch import nn
 from pipeline.batching import augment_reverse_complement, pad_batch, training_batches
 from pipeline.classify import predict_proba
 from pipeline.errors import PipelineError
+from pipeline.head_init import probe_initialise_head
 from pipeline.metrics import classification_metrics
 from pipeline.progress import Progress
 from pipeline.tasks import LabelledSplit, Task
@@ -38,6 +41,7 @@ from titans_dna.models.classifier import (
 
 log = logging.getLogger("titans_dna")
 SCHEDULES = ("cosine", "linear")
+HEAD_INITS = ("probe", "random")
 EVALS_PER_BUDGET = 10
 # Train at least this many times as long as the previous dev scoring took before scoring again.
 TRAIN_PER_EVAL = 4
@@ -58,6 +62,7 @@ class FinetuneOptions:
     rc_augment: bool = True
     rc_average: bool = True
     freeze_backbone: bool = False
+    head_init: str = "probe"
     patience: int = 4
     seed: int = 0
 
@@ -67,7 +72,7 @@ class EvalRecord:
     step: int
     epoch: float
     elapsed: float
-    train_loss: float
+    train_loss: float | None  # mean since the previous record; None before any step
     dev: dict[str, float | None] = field(default_factory=dict)
 
 
@@ -142,6 +147,8 @@ def finetune(
     """Train `model` in place (left holding the best-dev weights); return the metrics dict."""
     if options.schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {options.schedule!r}")
+    if options.head_init not in HEAD_INITS:
+        raise ValueError(f"head_init must be one of {HEAD_INITS}, got {options.head_init!r}")
     torch.manual_seed(options.seed)
     if options.freeze_backbone:
         freeze_backbone(model)
@@ -155,6 +162,12 @@ def finetune(
         run.planned_steps,
         f" or {options.max_minutes:g} min" if options.max_minutes else "",
     )
+    head_init = None
+    if options.head_init == "probe":
+        head_init = probe_initialise_head(
+            model, task.train, device=device, rng=run.rng, rc_augment=options.rc_augment
+        )
+        _evaluate(run)  # the probe-initialised model is the first candidate
     _train(run)
     model.load_state_dict(run.best_state)
     model.eval()
@@ -175,6 +188,7 @@ def finetune(
         "epochs_completed": round(run.epoch, 3),
         "stopped_by": run.stop_reason,
         "trainable_parameters": count_trainable(model),
+        "head_init": head_init,
         "options": asdict(options),
         "history": [asdict(r) for r in run.history],
     }
@@ -267,16 +281,16 @@ def _evaluate(run: _Run) -> None:
     dev = _score(run.model, run.task.dev, run.options, run.device)
     run.last_eval_seconds = time.monotonic() - started
     run.score_rate = run.last_eval_seconds / max(_tokens(run.task.dev), 1)
-    loss = run.loss_sum / max(run.loss_count, 1)
+    loss = round(run.loss_sum / run.loss_count, 5) if run.loss_count else None
     run.loss_sum, run.loss_count = 0.0, 0
-    record = EvalRecord(run.step, round(run.epoch, 3), round(run.elapsed(), 2), round(loss, 5), dev)
+    record = EvalRecord(run.step, round(run.epoch, 3), round(run.elapsed(), 2), loss, dev)
     run.history.append(record)
     run.last_eval_time = time.monotonic()
     log.info(
-        "step %d epoch %.2f: train loss %.4f, dev mcc %.4f auroc %s",
+        "step %d epoch %.2f: train loss %s, dev mcc %.4f auroc %s",
         record.step,
         record.epoch,
-        loss,
+        "n/a" if loss is None else f"{loss:.4f}",
         dev["mcc"],
         "n/a" if dev["auroc"] is None else f"{dev['auroc']:.4f}",
     )

@@ -35,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--freeze-backbone", action="store_true", help="train only the pooling and head"
     )
     parser.add_argument(
+        "--head-init",
+        choices=("probe", "random"),
+        default="probe",
+        help="probe: start the head as a logistic regression on the frozen pooled features of "
+        "train, then fine-tune (default); random: a freshly initialised head",
+    )
+    parser.add_argument(
         "--no-rc-augment",
         dest="rc_augment",
         action="store_false",
@@ -114,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         rc_augment=args.rc_augment,
         rc_average=args.rc_average,
         freeze_backbone=args.freeze_backbone,
+        head_init=args.head_init,
         patience=args.patience,
         seed=args.seed,
     )

@@ -244,3 +244,18 @@ def test_bad_model_overrides(
     task = gue_slice("prom_core_all", train=20, dev=0, test=0)
     assert finetune(task, tmp_path / "run", "none", *extra) == 2
     one_line_error(capsys, needle)
+
+
+def test_probe_initialised_head_is_the_first_candidate(
+    gue_slice, tiny_lm_checkpoint: Path, tmp_path: Path
+) -> None:
+    task = gue_slice("prom_core_all", train=64, dev=16, test=16)
+    probed, plain = tmp_path / "probe", tmp_path / "random"
+    assert finetune(task, probed, str(tiny_lm_checkpoint)) == 0
+    assert finetune(task, plain, str(tiny_lm_checkpoint), "--head-init", "random") == 0
+    first = metrics_of(probed)["history"][0]
+    assert first["step"] == 0 and first["train_loss"] is None and "mcc" in first["dev"]
+    assert metrics_of(probed)["head_init"]["examples"] == 64
+    assert metrics_of(probed)["options"]["head_init"] == "probe"
+    assert metrics_of(plain)["head_init"] is None
+    assert metrics_of(plain)["history"][0]["step"] > 0
