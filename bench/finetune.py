@@ -111,9 +111,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", default=str(REPO / "results" / "bench" / "finetune"))
     parser.add_argument("--batch-size", type=int, default=64, help="fine-tuning batch size")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    parser.add_argument(
-        "--head-init", choices=("probe", "random"), default="probe", help="classifier head start"
-    )
     parser.add_argument("--preset", default="tiny", help="model size of the from-scratch rows")
     parser.add_argument(
         "--scratch-variants",
@@ -164,7 +161,7 @@ def run_finetune(
         sys.executable, "-m", "pipeline.cli", "finetune",
         "--task", str(task), "--checkpoint", checkpoint, "--out", str(out),
         "--max-minutes", str(args.minutes), "--epochs", "1000", "--patience", "6",
-        "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--head-init", args.head_init,
+        "--batch-size", str(args.batch_size), "--lr", str(args.lr),
         "--preset", args.preset, "--device", args.device,
     ]  # fmt: skip
     for item in sets:
@@ -222,16 +219,12 @@ def describe(args: argparse.Namespace, pretrained: Path | None) -> str:
         f"load average {os.getloadavg()[0]:.1f} at the end"
         + (f"; pretrained rows from `{pretrained}`" if pretrained else "; no pretrained checkpoint")
         + f"; batch {args.batch_size}, peak lr {args.lr:g}, cosine decay over the budget, "
-        + (
-            "head initialised by a linear probe on frozen features of train (scored on dev as "
-            "the first candidate), "
-            if args.head_init == "probe"
-            else "randomly initialised head, "
-        )
-        + "reverse-complement augmentation, model selected on dev MCC, test scored once with "
-        "strand-averaged probabilities. Probe: logistic regression on frozen mean-pooled "
-        "embeddings of the pretrained model (C by 5-fold CV on train+dev). k-mer LR: 3-6-mer "
-        "counts + logistic regression (C=0.1) on the same splits, from the data README. "
+        + "reverse-complement augmentation and strand-averaged scoring unless a linear probe "
+        "on train finds the labels oriented, a linear-probe head on the frozen backbone as the "
+        "first candidate, model selected on dev MCC, test scored once. Probe: logistic "
+        "regression on frozen mean-pooled embeddings of the pretrained model (C by 5-fold CV "
+        "on train+dev). k-mer LR: 3-6-mer counts + logistic regression (C=0.1) on the same "
+        "splits, from the data README. "
         "DNABERT-2: fine-tuned 117M model, test MCC published in Zhou et al., ICLR 2024 "
         "(† not re-checked against a second copy of the table)."
     )

@@ -1,7 +1,9 @@
 """Fine-tuning a sequence classifier on a labelled task, with model selection on dev.
 
-The head starts as a linear probe fitted on the frozen pooled features of train (see
-pipeline.head_init), scored on dev as the first candidate, unless head_init is "random".
+Before training, linear probes on the frozen backbone's features of train (pipeline.probe_start)
+decide whether the labels depend on the sequences' orientation (if so, reverse-complement
+augmentation and strand averaging are off for the run and in the saved model) and give a first
+candidate, scored on dev like every later one.
 Training: AdamW (no weight decay on biases, norms and embeddings), gradient clipping, linear
 warmup then cosine (or linear) decay, length-bucketed batches, reverse-complement augmentation.
 The schedule runs on progress = max(step / planned steps, elapsed / deadline), so with a
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +31,8 @@ from torch import nn
 from pipeline.batching import augment_reverse_complement, pad_batch, training_batches
 from pipeline.classify import predict_proba
 from pipeline.errors import PipelineError
-from pipeline.head_init import probe_initialise_head
 from pipeline.metrics import classification_metrics
+from pipeline.probe_start import ProbeSample, check_orientation, probe_head, sample_features
 from pipeline.progress import Progress
 from pipeline.tasks import LabelledSplit, Task
 from titans_dna.models.classifier import (
@@ -41,7 +43,6 @@ from titans_dna.models.classifier import (
 
 log = logging.getLogger("titans_dna")
 SCHEDULES = ("cosine", "linear")
-HEAD_INITS = ("probe", "random")
 EVALS_PER_BUDGET = 10
 # Train at least this many times as long as the previous dev scoring took before scoring again.
 TRAIN_PER_EVAL = 4
@@ -61,8 +62,9 @@ class FinetuneOptions:
     grad_clip: float = 1.0
     rc_augment: bool = True
     rc_average: bool = True
+    strand_check: bool = True
+    probe_candidate: bool = True
     freeze_backbone: bool = False
-    head_init: str = "probe"
     patience: int = 4
     seed: int = 0
 
@@ -147,13 +149,14 @@ def finetune(
     """Train `model` in place (left holding the best-dev weights); return the metrics dict."""
     if options.schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {options.schedule!r}")
-    if options.head_init not in HEAD_INITS:
-        raise ValueError(f"head_init must be one of {HEAD_INITS}, got {options.head_init!r}")
     torch.manual_seed(options.seed)
     if options.freeze_backbone:
         freeze_backbone(model)
     model.to(device)
     run = _Run(model, task, options, device)
+    probes = _probe_start(run)
+    options = run.options
+    model.rc_average = options.rc_average
     log.info(
         "fine-tuning %s trainable parameters on %d examples (%d dev) for up to %d steps%s",
         f"{count_trainable(model):,}",
@@ -162,12 +165,6 @@ def finetune(
         run.planned_steps,
         f" or {options.max_minutes:g} min" if options.max_minutes else "",
     )
-    head_init = None
-    if options.head_init == "probe":
-        head_init = probe_initialise_head(
-            model, task.train, device=device, rng=run.rng, rc_augment=options.rc_augment
-        )
-        _evaluate(run)  # the probe-initialised model is the first candidate
     _train(run)
     model.load_state_dict(run.best_state)
     model.eval()
@@ -188,10 +185,54 @@ def finetune(
         "epochs_completed": round(run.epoch, 3),
         "stopped_by": run.stop_reason,
         "trainable_parameters": count_trainable(model),
-        "head_init": head_init,
+        **probes,
         "options": asdict(options),
         "history": [asdict(r) for r in run.history],
     }
+
+
+def _probe_start(run: _Run) -> dict:
+    """The strand check and the probe candidate, as asked for; returns their summaries.
+
+    On an oriented task, reverse-complement augmentation and averaging are turned off in
+    run.options.
+    """
+    options, num_labels = run.options, run.model.num_labels
+    check_strands = options.strand_check and (options.rc_augment or options.rc_average)
+    done = {"strand_check": None, "probe_candidate": None}
+    if not (check_strands or options.probe_candidate):
+        return done
+    started = time.monotonic()
+    sample = sample_features(run.model, run.task.train, device=run.device, rng=run.rng)
+    if not sample.cross_validatable(num_labels):
+        log.info("no linear probes: a class has fewer than two training examples")
+        return done
+    if check_strands:
+        check = check_orientation(sample, num_labels)
+        done["strand_check"] = asdict(check)
+        if check.oriented:
+            run.options = replace(options, rc_augment=False, rc_average=False)
+    if options.probe_candidate:
+        done["probe_candidate"] = _score_probe_candidate(run, sample)
+    log.info("linear probes took %.1f s", time.monotonic() - started)
+    return done
+
+
+def _score_probe_candidate(run: _Run, sample: ProbeSample) -> dict:
+    """Score the backbone with a probe head on dev (a candidate like any checkpoint), then put
+    the initial head back for training."""
+    head = run.model.head
+    weight, bias, summary = probe_head(
+        sample, run.model.num_labels, both_strands=run.options.rc_average, rng=run.rng
+    )
+    initial = head.weight.detach().clone(), head.bias.detach().clone()
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(weight))
+        head.bias.copy_(torch.from_numpy(bias))
+        _evaluate(run)
+        head.weight.copy_(initial[0])
+        head.bias.copy_(initial[1])
+    return {**summary, "dev": run.history[-1].dev}
 
 
 def _train(run: _Run) -> None:

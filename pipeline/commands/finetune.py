@@ -35,11 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--freeze-backbone", action="store_true", help="train only the pooling and head"
     )
     parser.add_argument(
-        "--head-init",
-        choices=("probe", "random"),
-        default="probe",
-        help="probe: start the head as a logistic regression on the frozen pooled features of "
-        "train, then fine-tune (default); random: a freshly initialised head",
+        "--no-probe-candidate",
+        dest="probe_candidate",
+        action="store_false",
+        help="do not score the frozen backbone with a linear-probe head on dev as the first "
+        "candidate of model selection",
     )
     parser.add_argument(
         "--no-rc-augment",
@@ -52,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="rc_average",
         action="store_false",
         help="score the forward strand only (default: average both strands' probabilities)",
+    )
+    parser.add_argument(
+        "--no-strand-check",
+        dest="strand_check",
+        action="store_false",
+        help="keep reverse-complement augmentation and averaging even when a linear probe on "
+        "train shows that the labels depend on orientation (by default they are then turned off)",
     )
     parser.add_argument("--epochs", type=_positive_int, default=10, help="maximum epochs")
     parser.add_argument(
@@ -120,8 +127,9 @@ def run(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         rc_augment=args.rc_augment,
         rc_average=args.rc_average,
+        strand_check=args.strand_check,
         freeze_backbone=args.freeze_backbone,
-        head_init=args.head_init,
+        probe_candidate=args.probe_candidate,
         patience=args.patience,
         seed=args.seed,
     )

@@ -3,7 +3,8 @@
 INPUT is FASTA/FASTQ, BAM/CRAM, BED (--genome) or a CSV with a `sequence` column. The output
 CSV has one row per sequence: id, length, predicted label, one probability column per class
 (`p_<label>`) and, when the input CSV carries labels, the true label. Probabilities average both
-strands unless --no-rc-average. Written atomically.
+strands as the model was fine-tuned to (not for tasks whose labels depend on orientation), unless
+--rc-average / --no-rc-average say otherwise. Written atomically.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", help="reference FASTA for CRAM input")
     parser.add_argument("--genome", help="indexed genome FASTA for BED input")
     parser.add_argument(
-        "--no-rc-average",
-        dest="rc_average",
-        action="store_false",
-        help="forward strand only (default: average both strands' probabilities)",
+        "--rc-average",
+        action=argparse.BooleanOptionalAction,
+        help="average both strands' probabilities, or score the forward strand only "
+        "(default: as the model was fine-tuned)",
     )
     parser.add_argument(
         "--invalid",
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_parent(args.output)
     device = resolve_device(args.device)
     model, _ = load_classifier(args.model, device)
+    rc_average = model.rc_average if args.rc_average is None else args.rc_average
     items = read_items(
         args.input, reference=args.reference, genome=args.genome, invalid=args.invalid
     )
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                 header = ["id", "length", "predicted"] + [f"p_{name}" for name in names]
                 writer.writerow(header + (["label"] if with_labels else []))
             probabilities = predict_proba(
-                model, [item.tokens for item in block], device=device, rc_average=args.rc_average
+                model, [item.tokens for item in block], device=device, rc_average=rc_average
             )
             for item, probs in zip(block, probabilities, strict=True):
                 row = [item.id, len(item.tokens), names[int(probs.argmax())]]

@@ -246,16 +246,59 @@ def test_bad_model_overrides(
     one_line_error(capsys, needle)
 
 
-def test_probe_initialised_head_is_the_first_candidate(
+def test_probe_candidate_is_scored_first(
     gue_slice, tiny_lm_checkpoint: Path, tmp_path: Path
 ) -> None:
     task = gue_slice("prom_core_all", train=64, dev=16, test=16)
-    probed, plain = tmp_path / "probe", tmp_path / "random"
+    probed, plain = tmp_path / "probe", tmp_path / "plain"
     assert finetune(task, probed, str(tiny_lm_checkpoint)) == 0
-    assert finetune(task, plain, str(tiny_lm_checkpoint), "--head-init", "random") == 0
-    first = metrics_of(probed)["history"][0]
-    assert first["step"] == 0 and first["train_loss"] is None and "mcc" in first["dev"]
-    assert metrics_of(probed)["head_init"]["examples"] == 64
-    assert metrics_of(probed)["options"]["head_init"] == "probe"
-    assert metrics_of(plain)["head_init"] is None
+    assert (
+        finetune(task, plain, str(tiny_lm_checkpoint), "--no-probe-candidate", "--no-strand-check")
+        == 0
+    )
+    metrics = metrics_of(probed)
+    first = metrics["history"][0]
+    assert first["step"] == 0 and first["train_loss"] is None
+    assert metrics["probe_candidate"]["examples"] == 64
+    assert metrics["probe_candidate"]["dev"] == first["dev"]
+    assert set(metrics["strand_check"]) == {"forward_auroc", "symmetric_auroc", "oriented"}
+    assert (
+        metrics_of(plain)["probe_candidate"] is None and metrics_of(plain)["strand_check"] is None
+    )
     assert metrics_of(plain)["history"][0]["step"] > 0
+
+
+def oriented_rows(rng: np.random.Generator, n: int) -> list[tuple[str, str]]:
+    """Label 1: a reverse-palindromic motif at the 3' end; label 0: at the 5' end."""
+    motif, rows = "GAATTC" * 4, []
+    for i in range(n):
+        background = "".join(rng.choice(list("ACGT"), int(rng.integers(40, 90)) - len(motif)))
+        rows.append((background + motif if i % 2 else motif + background, str(i % 2)))
+    return rows
+
+
+def test_oriented_task_trains_and_predicts_on_the_given_strand(
+    tiny_lm_checkpoint: Path, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    task = tmp_path / "oriented"
+    task.mkdir()
+    for split, n in (("train", 160), ("dev", 40), ("test", 40)):
+        write_split(task / f"{split}.csv", oriented_rows(rng, n))
+    out = tmp_path / "run"
+    assert finetune(task, out, str(tiny_lm_checkpoint), "--pooling", "last") == 0
+    metrics = metrics_of(out)
+    assert metrics["strand_check"]["oriented"]
+    assert not metrics["options"]["rc_augment"] and not metrics["options"]["rc_average"]
+    assert not TitansForSequenceClassification.from_pretrained(out / "model").rc_average
+
+    def predict(*extra: str) -> np.ndarray:
+        path = tmp_path / f"predictions{len(extra)}{''.join(extra)}.csv"
+        args = ["predict", str(task / "test.csv"), "--model", str(out), "-o", str(path)]
+        assert main([*args, *extra]) == 0
+        with open(path, newline="") as handle:
+            return np.array([float(r["p_1"]) for r in csv.DictReader(handle)])
+
+    as_trained = predict()
+    np.testing.assert_array_equal(as_trained, predict("--no-rc-average"))
+    assert not np.allclose(as_trained, predict("--rc-average"))

@@ -46,6 +46,7 @@ class TitansForSequenceClassification(nn.Module):
         *,
         label_names: list[str] | None = None,
         classifier_dropout: float = 0.1,
+        rc_average: bool = True,
     ):
         super().__init__()
         if num_labels < 2:
@@ -59,6 +60,9 @@ class TitansForSequenceClassification(nn.Module):
         self.pooling_kind = pooling
         self.label_names = list(label_names) if label_names else [str(i) for i in range(num_labels)]
         self.classifier_dropout = classifier_dropout
+        # Whether predictions average both strands: off for tasks whose labels depend on
+        # orientation (fine-tuning decides; `predict` follows unless told otherwise).
+        self.rc_average = rc_average
         self.lm = TitansLM(config)
         self.pool = SequencePooling(pooling, config.d_model, config.n_heads)
         self.dropout = nn.Dropout(classifier_dropout)
@@ -106,6 +110,7 @@ class TitansForSequenceClassification(nn.Module):
                 "pooling": self.pooling_kind,
                 "label_names": self.label_names,
                 "classifier_dropout": self.classifier_dropout,
+                "rc_average": self.rc_average,
             },
         )
 
@@ -128,6 +133,7 @@ class TitansForSequenceClassification(nn.Module):
                 meta["pooling"],
                 label_names=list(meta["label_names"]),
                 classifier_dropout=float(meta.get("classifier_dropout", 0.1)),
+                rc_average=bool(meta.get("rc_average", True)),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"{directory}: invalid classifier config ({err})") from err
