@@ -9,11 +9,11 @@ warmup then cosine (or linear) decay, length-bucketed batches, reverse-complemen
 The schedule runs on progress = max(step / planned steps, elapsed / deadline), so with a
 wall-clock budget the learning rate still decays to zero by its end. The deadline is the budget
 less the predicted time of the final dev and test scoring, so the whole run fits the budget.
-Dev is scored (MCC, on strand-averaged probabilities) after every epoch and, under a budget,
-every tenth of it, but never so often that scoring takes more than about a fifth of the run; the
-best dev MCC (ties broken by dev AUROC) selects the saved model and `patience` evaluations
-without improvement stop training. Test is scored once, with the selected model, and never used
-for any choice.
+Dev is scored (MCC, on strand-averaged probabilities unless oriented) after every epoch and,
+under a budget, every tenth of it, but never so often that scoring takes more than about a fifth
+of the run; the best dev MCC (ties broken by dev AUROC) selects the saved model and `patience`
+evaluations without improvement stop training. Test is scored once, with the selected model, and
+never used for any choice.
 """
 
 from __future__ import annotations
