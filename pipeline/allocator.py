@@ -4,9 +4,8 @@ PyTorch's CPU tensors come from malloc, and glibc serves large requests (from 12
 to 32 MiB) with a fresh mmap that free() unmaps again. A training step allocates and frees the
 same large activations every step, so at long context every step pays a page fault per 4 KiB
 page touched (a NeuralMemory layer's forward+backward at 64k tokens runs 1.5x slower without
-this; docs/benchmarks.md). Serving them from the heap and trimming it only
-above 1 GiB of free memory at its top removes that cost; the price is up to that much freed
-memory kept resident.
+this; docs/benchmarks.md). Serving them from the heap and trimming it only above 1 GiB of free
+memory at its top removes that cost; the price is up to that much freed memory kept resident.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ def fit_probe(
     calibrated choice, for a head that goes on training under cross-entropy). ValueError when a
     class has fewer than two examples (no cross-validation possible).
     """
-    folds = int(min(MAX_FOLDS, np.bincount(y, minlength=num_labels).min()))
+    folds = cv_folds(y, num_labels)
     if folds < 2:
         raise ValueError("every class needs at least two training examples for cross-validation")
     probe = make_pipeline(
@@ -74,6 +74,12 @@ def fit_probe(
         warnings.simplefilter("ignore", ConvergenceWarning)
         probe.fit(x, y)
     return probe, folds
+
+
+def cv_folds(y: np.ndarray, num_labels: int) -> int:
+    """Stratified folds the probe uses for labels y [N]: at most MAX_FOLDS, at most the size of
+    the smallest class (below 2, no cross-validation is possible)."""
+    return int(min(MAX_FOLDS, np.bincount(y, minlength=num_labels).min()))
 
 
 def _scoring(select_by: str, num_labels: int) -> str:

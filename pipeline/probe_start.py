@@ -29,7 +29,7 @@ import torch
 
 from pipeline.batching import reverse_complement
 from pipeline.classify import pooled_features
-from pipeline.evaluate import fit_probe
+from pipeline.evaluate import cv_folds, fit_probe
 from pipeline.tasks import LabelledSplit
 from titans_dna.models.classifier import TitansForSequenceClassification
 
@@ -51,7 +51,7 @@ class ProbeSample:
 
     def cross_validatable(self, num_labels: int) -> bool:
         """Every class has the two examples that stratified cross-validation needs."""
-        return bool(np.bincount(self.labels, minlength=num_labels).min() >= 2)
+        return cv_folds(self.labels, num_labels) >= 2
 
 
 @dataclass
@@ -109,8 +109,8 @@ def probe_head(
         features = np.where(flips[:, None], sample.reverse, sample.forward)
     probe, folds = fit_probe(features, sample.labels, num_labels=num_labels, select_by="log_loss")
     weight, bias = head_from_probe(probe, num_labels)
-    summary = {"examples": len(sample.labels), "C": float(np.atleast_1d(probe[-1].C_)[0])}
-    return weight, bias, {**summary, "folds": folds}
+    chosen_c = float(np.atleast_1d(probe[-1].C_)[0])
+    return weight, bias, {"examples": len(sample.labels), "C": chosen_c, "folds": folds}
 
 
 def head_from_probe(probe, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
