@@ -224,8 +224,10 @@ def chunk_memory(
     window = max(1, WINDOW_MATRICES // (batch * heads)) * b
     carry = _state_to_carry(state)
     outputs = []
-    for start in range(0, length, window):
-        piece = [x[:, start : start + window] for x in (q, k, v, theta, eta, alpha)]
+    # split, not slicing: its backward concatenates the windows' gradients once, where each
+    # slice's backward would add a zero-padded full-length gradient (quadratic in T)
+    windows = zip(*(x.split(window, 1) for x in (q, k, v, theta, eta, alpha)), strict=True)
+    for piece in windows:
         inputs = _prepare(*piece, b, residual)
         y, *carry = _ChunkedMemory.apply(activation, max_surprise_norm, len(carry), *carry, *inputs)
         y = y.view(-1, batch, heads, b, dim).permute(1, 0, 3, 2, 4).reshape(batch, -1, heads, dim)
