@@ -1,11 +1,13 @@
 """Keep freed memory in the process (glibc malloc) instead of returning it to the system.
 
 PyTorch's CPU tensors come from malloc, and glibc serves large requests (from 128 KiB, rising
-to 32 MiB) with a fresh mmap that free() unmaps again. A training step allocates and frees the
-same large activations every step, so at long context every step pays a page fault per 4 KiB
-page touched (a NeuralMemory layer's forward+backward at 64k tokens runs 1.5x slower without
-this; docs/benchmarks.md). Serving them from the heap and trimming it only above 1 GiB of free
-memory at its top removes that cost; the price is up to that much freed memory kept resident.
+to 32 MiB) with a fresh mmap that free() unmaps again, and trims the heap's free top above
+128 KiB. A training step allocates and frees the same large activations every step, so at long
+context every step would pay a page fault per 4 KiB page touched. Serving every request from
+the heap and never trimming it removes that cost (a NeuralMemory layer's forward+backward at 64k
+tokens: 1.5x faster than with glibc's defaults; trimming only above 1 GiB still re-faulted 2 GB
+a step there; docs/benchmarks.md). The price: the process keeps its peak heap resident until it
+exits, which for a training or embedding run is the memory its next step needs anyway.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
-TRIM_THRESHOLD_BYTES = 1 << 30
+NEVER_TRIM = -1  # mallopt(3): -1 disables trimming completely
 DISABLE_ENV = "TITANS_DNA_SYSTEM_MALLOC"
 
 
@@ -36,6 +38,4 @@ def keep_freed_memory() -> bool:
     libc = ctypes.CDLL(name)
     if not hasattr(libc, "mallopt"):  # musl and other C libraries
         return False
-    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(
-        libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
-    )
+    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, NEVER_TRIM))

@@ -12,11 +12,12 @@ import pytest
 
 from pipeline.allocator import DISABLE_ENV, keep_freed_memory
 
-# Allocate, touch and free a 64 MiB tensor; print the bytes malloc then holds free for reuse
-# (mallinfo2's fordblks): the block itself when kept, next to nothing when it was unmapped.
+# Allocate, touch and free a block of argv[2] MiB with malloc; print the bytes malloc then holds
+# free for reuse (mallinfo2's fordblks): the block itself when kept, next to nothing when it was
+# unmapped or trimmed off the heap's top.
 _FREE_HELD = textwrap.dedent(
     """
-    import ctypes, ctypes.util, sys, torch
+    import ctypes, ctypes.util, sys
     from pipeline.allocator import keep_freed_memory
 
     class MallInfo2(ctypes.Structure):
@@ -26,17 +27,25 @@ _FREE_HELD = textwrap.dedent(
 
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
     if sys.argv[1] == "tuned":
         assert keep_freed_memory()
-    torch.ones(16 << 20).sum()
+    size = int(sys.argv[2]) << 20
+    block = libc.malloc(size)
+    ctypes.memset(block, 1, size)
+    libc.free(block)
     print(libc.mallinfo2().fordblks)
     """
 )
 
 
-def _free_bytes_held(mode: str) -> int:
+def _free_bytes_held(mode: str, mib: int) -> int:
     done = subprocess.run(
-        [sys.executable, "-c", _FREE_HELD, mode], capture_output=True, text=True, check=True
+        [sys.executable, "-c", _FREE_HELD, mode, str(mib)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(done.stdout)
 
@@ -52,9 +61,17 @@ def _has_mallinfo2() -> bool:
 
 @pytest.mark.skipif(not _has_mallinfo2(), reason="glibc >= 2.33 malloc only")
 def test_a_freed_large_block_is_kept_for_reuse():
-    block = 64 << 20
-    assert _free_bytes_held("default") < block // 2  # unmapped by free()
-    assert _free_bytes_held("tuned") >= block
+    mib = 64
+    assert _free_bytes_held("default", mib) < (mib << 20) // 2  # unmapped by free()
+    assert _free_bytes_held("tuned", mib) >= mib << 20
+
+
+@pytest.mark.skipif(not _has_mallinfo2(), reason="glibc >= 2.33 malloc only")
+def test_the_heap_is_never_trimmed():
+    # a long-context step frees gigabytes at the heap's top at once; trimming them would make
+    # the next step fault every page in again
+    mib = 1536
+    assert _free_bytes_held("tuned", mib) >= mib << 20
 
 
 def test_environment_variable_disables_it(monkeypatch):
