@@ -5,7 +5,7 @@ to 32 MiB) with a fresh mmap that free() unmaps again, and trims the heap's free
 128 KiB. A training step allocates and frees the same large activations every step, so at long
 context every step would pay a page fault per 4 KiB page touched. Serving every request from
 the heap and never trimming it removes that cost (a NeuralMemory layer's forward+backward at 64k
-tokens: 1.5x faster than with glibc's defaults; trimming only above 1 GiB still re-faulted 2 GB
+tokens: 1.6x faster than with glibc's defaults; trimming only above 1 GiB still re-faulted 2 GB
 a step there; docs/benchmarks.md). The price: the process keeps its peak heap resident until it
 exits, which for a training or embedding run is the memory its next step needs anyway.
 """
