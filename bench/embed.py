@@ -24,6 +24,8 @@ from pathlib import Path
 
 from common import REPO, SHARED_DATA, append_section, markdown_table
 
+from pipeline.allocator import keep_freed_memory
+
 # Where bench/pretrain.py leaves its model (first match wins).
 PRETRAINED_CANDIDATES = (
     REPO / "results" / "bench" / "pretrain" / "model",
@@ -170,6 +172,7 @@ def child(args: argparse.Namespace) -> int:
     from pipeline.embed import Embedder, embed_file
     from pipeline.modelio import load_backbone
 
+    keep_freed_memory()  # as `titans-dna embed` does
     torch.set_num_threads(args.threads)
     source, checkpoint, out = args.child
     extra = args.child_args.split()

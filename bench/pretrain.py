@@ -31,6 +31,8 @@ from pathlib import Path
 
 from common import REPO, SHARED_DATA, append_section, markdown_table
 
+from pipeline.allocator import keep_freed_memory
+
 GENOMES = ("ecoli_k12_mg1655", "hpylori_g27", "saureus_n315", "vcholerae_o395")
 CONFIG = REPO / "workflows" / "config" / "pretrain" / "tiny_cpu.yaml"
 LONG_CONTEXTS = (8192, 16384, 32768, 65536)
@@ -301,6 +303,7 @@ def memory_table(results: list[dict]) -> str:
 
 def main() -> int:
     args = parse_args()
+    keep_freed_memory()  # as `titans-dna pretrain` does
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.child_long:
