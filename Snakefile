@@ -22,6 +22,8 @@ include: "workflows/rules/tokenize.smk"
 include: "workflows/rules/pretrain.smk"
 include: "workflows/rules/finetune.smk"
 include: "workflows/rules/embed.smk"
+include: "workflows/rules/long_context.smk"
+include: "workflows/rules/variants.smk"
 include: "workflows/rules/report.smk"
 
 

@@ -169,8 +169,8 @@ def child(args: argparse.Namespace) -> int:
     import h5py
     import torch
 
-    from pipeline.embed import Embedder, embed_file
-    from pipeline.modelio import load_backbone
+    from pipeline.checkpoints import load_backbone
+    from pipeline.embed.embedder import Embedder, embed_file
 
     keep_freed_memory()  # as `titans-dna embed` does
     torch.set_num_threads(args.threads)
@@ -181,7 +181,7 @@ def child(args: argparse.Namespace) -> int:
     lm, _ = load_backbone(checkpoint, device)
     embedder = Embedder(lm, device)
     start = time.monotonic()
-    embed_file(source, out, embedder, attrs={}, window=window)
+    embed_file(source, out, embedder, window=window)
     seconds = time.monotonic() - start
     with h5py.File(out, "r") as handle:
         bases = int(handle["lengths"][:].sum())

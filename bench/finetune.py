@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common import REPO, SHARED_DATA, append_section, markdown_table
 
-from pipeline.report import DNABERT2_MCC, KMER_BASELINE
+from pipeline.report.html import DNABERT2_MCC, KMER_BASELINE
 
 TASKS = ("prom_core_all", "prom_300_tata", "tf_0", "tf_1", "mouse_0")
 # Where bench/pretrain.py leaves its model (first match wins).
@@ -161,7 +161,7 @@ def run_finetune(
 ) -> dict:
     command = [
         sys.executable, "-m", "pipeline.cli", "finetune",
-        "--task", str(task), "--checkpoint", checkpoint, "--out", str(out),
+        "--task", str(task), "--checkpoint", checkpoint, "-o", str(out),
         "--max-minutes", str(args.minutes), "--epochs", "1000", "--patience", "6",
         "--batch-size", str(args.batch_size), "--lr", str(args.lr),
         "--preset", args.preset, "--device", args.device,

@@ -20,6 +20,18 @@ BUCKET_POOL = 50
 _TOKENIZER = DNATokenizer()
 
 
+# Default tokens per streamed piece, rounded up to the model's streaming multiple; tokens and
+# sequences per inference batch.
+PIECE_TOKENS = 2048
+BATCH_TOKENS = 32768
+MAX_BATCH = 256
+
+
+def stream_piece_len(multiple: int, target: int = PIECE_TOKENS) -> int:
+    """`target` rounded up to a multiple of the model's streaming unit."""
+    return max(multiple, -(-target // multiple) * multiple)
+
+
 def training_batches(
     lengths: np.ndarray, batch_size: int, rng: np.random.Generator
 ) -> list[np.ndarray]:

@@ -6,9 +6,16 @@ from pathlib import Path
 
 
 class PipelineError(Exception):
-    """An error caused by the user's input or environment; printed as one line, exit code 2."""
+    """An error caused by the user's input; printed as one line, exit code 3 (2 is argparse's,
+    for bad options)."""
 
-    exit_code = 2
+    exit_code = 3
+
+
+class OutputError(PipelineError):
+    """An output that cannot be written (full disk, read-only folder, no permission): exit 4."""
+
+    exit_code = 4
 
 
 def input_error(path: str | Path, problem: str) -> PipelineError:

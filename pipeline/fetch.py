@@ -26,9 +26,10 @@ from typing import BinaryIO
 from pipeline import __version__
 from pipeline.atomic import atomic_file, check_output_parent
 from pipeline.errors import PipelineError, input_error
+from pipeline.manifest import sha256_file
 from pipeline.progress import Progress
 
-log = logging.getLogger("titans_dna")
+log = logging.getLogger("pipeline")
 
 MIRROR_ENV = "TITANS_DNA_MIRROR"
 URL_SCHEMES = ("http", "https", "ftp", "file")
@@ -73,15 +74,6 @@ def normalize_sha256(value: str | None) -> str | None:
     return digest
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def mirror_folders(explicit: Sequence[str | Path] | None) -> list[Path]:
     """The mirror folders: `explicit` if given, else `TITANS_DNA_MIRROR` (an os.pathsep list)."""
     if explicit:
@@ -110,6 +102,11 @@ def fetch(
     out = check_output_parent(out)
     expected = normalize_sha256(sha256)
     if not is_url(source):
+        scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", source)
+        if scheme:
+            raise PipelineError(
+                f"{source}: unsupported URL scheme {scheme[1]!r} (use {', '.join(URL_SCHEMES)})"
+            )
         path = Path(source)
         if not path.is_file():
             raise input_error(path, "no such file")

@@ -11,7 +11,7 @@ from typing import TypeVar
 from tqdm import tqdm
 
 T = TypeVar("T")
-log = logging.getLogger("titans_dna")
+log = logging.getLogger("pipeline")
 
 
 class Progress:

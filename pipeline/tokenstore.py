@@ -21,7 +21,6 @@ fill value 0); windows of contigs with no or only soft-masked bases skip reading
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,12 +34,13 @@ import h5py
 import numpy as np
 
 from pipeline import __version__
-from pipeline.atomic import atomic_file, check_output_parent
+from pipeline.atomic import atomic_hdf5, check_output_parent
 from pipeline.errors import PipelineError, input_error
-from pipeline.io import detect_format
+from pipeline.io import INTERVAL_FORMATS, detect_format
 from pipeline.io.files import check_readable, one_line
 from pipeline.io.prefetch import prefetched
 from pipeline.io.sequences import read_sequence_pieces
+from pipeline.manifest import sha256_file
 from pipeline.progress import Progress
 from titans_dna.tokenizer import INVALID_POLICIES, DNATokenizer
 
@@ -51,7 +51,7 @@ MASK_CHUNK = TOKEN_CHUNK // 8  # bytes of packed soft-mask per chunk: the same 8
 _INPUT_SUFFIXES = (".gz", ".bgz", ".fa", ".fasta", ".fna", ".fas", ".fq", ".fastq", ".gb")
 _INPUT_SUFFIXES += (".gbk", ".genbank", ".embl", ".bam", ".cram", ".sam", ".bed")
 
-log = logging.getLogger("titans_dna")
+log = logging.getLogger("pipeline")
 _TOKENIZER = DNATokenizer()
 
 
@@ -103,13 +103,13 @@ def write_token_store(
     _check_companions(paths, formats, reference, genome)
     # hashlib releases the GIL: the inputs are hashed while they are tokenized.
     hasher = ThreadPoolExecutor(max_workers=1)
-    digests = [hasher.submit(_sha256, p) for p in paths]
+    digests = [hasher.submit(sha256_file, p) for p in paths]
     try:
-        with atomic_file(out) as tmp, h5py.File(tmp, "w", libver=("v110", "latest")) as h5:
+        with atomic_hdf5(out, libver=("v110", "latest")) as h5:
             groups = _group_names(paths)
             _write_root_attrs(h5, _TOKENIZER, invalid, groups)
             for path, fmt, group, digest in zip(paths, formats, groups, digests, strict=True):
-                genome_or_reference = genome if fmt == "bed" else reference
+                genome_or_reference = genome if fmt in INTERVAL_FORMATS else reference
                 target = h5.create_group(group)
                 _write_input(target, path, fmt, digest, invalid, genome_or_reference)
     finally:
@@ -125,7 +125,7 @@ def _check_companions(
     for path, fmt in zip(paths, formats, strict=True):
         if fmt == "cram" and reference is None:
             raise input_error(path, "a CRAM decodes only against its reference (--reference)")
-        if fmt == "bed" and genome is None:
+        if fmt in INTERVAL_FORMATS and genome is None:
             raise input_error(path, "BED intervals need the genome FASTA they index (--genome)")
 
 
@@ -183,6 +183,8 @@ def _write_input(
     names, lengths, masked = [], [], []
     progress = Progress(None, f"tokenize {path.name}", "bp")
     for piece in prefetched(read_sequence_pieces(path, reference=reference, fmt=fmt)):
+        if piece.length == 0:  # the policy of every command: a record needs bases
+            raise input_error(path, f"record {piece.name} has an empty sequence")
         if piece.offset == 0:
             contig = _create_contig(tokens, softmask, dataset_key(piece.name), piece.length)
             names.append(piece.name)
@@ -252,14 +254,6 @@ def dataset_key(name: str) -> str:
     """HDF5 dataset name of a contig: '%' and '/' %-escaped, a lone '.' escaped."""
     key = name.replace("%", "%25").replace("/", "%2F")
     return "%2E" if key == "." else key
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class TokenStore:

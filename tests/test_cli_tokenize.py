@@ -40,7 +40,7 @@ def test_invalid_policy_option(tmp_path: Path, capfd) -> None:
     fasta = tmp_path / "odd.fa"
     fasta.write_bytes(b">a\nACGT1acgt\n")
     out = tmp_path / "odd.h5"
-    assert main(["tokenize", str(fasta), "-o", str(out)]) == 2
+    assert main(["tokenize", str(fasta), "-o", str(out)]) == 3
     assert "--invalid n" in capfd.readouterr().err and not out.exists()
     assert main(["tokenize", str(fasta), "-o", str(out), "--invalid", "n"]) == 0
     with TokenStore(out) as store:
@@ -65,7 +65,7 @@ def test_bed_with_genome(shared_data: Path, tmp_path: Path) -> None:
     assert main(["tokenize", str(bed), "--genome", str(genome), "-o", str(out)]) == 0
     with TokenStore(out) as store:
         names = [c.name for c in store.contigs]
-        assert names == ["CHROMOSOME_I:1000-1100(+)", "CHROMOSOME_I:1000-1100(-)"]
+        assert names == ["CHROMOSOME_I:1001-1100(+)", "CHROMOSOME_I:1001-1100(-)"]
         plus, minus = store.contig_tokens(0), store.contig_tokens(1)
         assert np.array_equal(minus, tok.reverse_complement(plus))
 

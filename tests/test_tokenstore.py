@@ -135,10 +135,10 @@ def test_softmask_windows_at_any_offset(tmp_path: Path) -> None:
         lower[start : start + int(rng.integers(1, 900))] = True
     text = "".join(np.where(lower, np.char.lower(bases), bases))
     fasta = tmp_path / "mixed.fa"
-    fasta.write_text(f">mixed\n{text}\n>upper\nACGT\n>lower\nacgtn\n>empty\n\n")
+    fasta.write_text(f">mixed\n{text}\n>upper\nACGT\n>lower\nacgtn\n")
     write_token_store([fasta], tmp_path / "mixed.h5")
     with TokenStore(tmp_path / "mixed.h5") as store:
-        assert [c.length for c in store.contigs] == [50_000, 4, 5, 0]
+        assert [c.length for c in store.contigs] == [50_000, 4, 5]
         for _ in range(300):
             length = int(rng.integers(0, 5000))
             start = int(rng.integers(0, bases.size - length + 1))
@@ -149,13 +149,20 @@ def test_softmask_windows_at_any_offset(tmp_path: Path) -> None:
             assert np.array_equal(rc_soft, lower[start : start + length][::-1])
         assert store.window(1, 0, 4)[1].tolist() == [False] * 4
         assert store.window(2, 1, 3)[1].tolist() == [True] * 3
-        assert store.window(3, 0, 0)[0].shape == (0,)
-        assert store.contig_tokens(3).shape == (0,)
+        assert store.window(2, 0, 0)[0].shape == (0,)
+
+
+def test_empty_records_are_refused_as_everywhere(tmp_path: Path) -> None:
+    fasta = tmp_path / "gap.fa"
+    fasta.write_text(">full\nACGT\n>empty\n\n")
+    with pytest.raises(PipelineError, match="record empty has an empty sequence"):
+        write_token_store([fasta], tmp_path / "gap.h5")
+    assert not (tmp_path / "gap.h5").exists()
 
 
 def test_lowercase_genome(shared_data: Path, tmp_path: Path, caplog) -> None:
     path = shared_data / "genomes" / "pfalciparum_3d7.fa.gz"
-    with caplog.at_level(logging.WARNING, logger="titans_dna"):
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
         write_token_store([path], tmp_path / "pf.h5")
     assert "every one of its 23,264,425 bases is soft-masked" in caplog.text
     expected = fasta_text(path)

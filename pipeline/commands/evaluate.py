@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.cli_options import add_rc_average
+
 HELP = "linear-probe frozen embeddings on a labelled task"
 
 
@@ -23,11 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--checkpoint", help="model checkpoint to embed the task with")
     parser.add_argument("-o", "--output", required=True, help="output metrics.json")
     parser.add_argument("--genome", help="indexed genome FASTA for a BED task")
-    parser.add_argument(
-        "--rc-average",
-        action="store_true",
-        help="with --checkpoint: average embeddings of both strands (default: forward only)",
-    )
+    add_rc_average(parser, "with --checkpoint: ")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds")
 
@@ -41,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     from pipeline.atomic import atomic_file, check_output_parent
     from pipeline.errors import input_error
-    from pipeline.evaluate import linear_probe
-    from pipeline.tasks import load_task
+    from pipeline.io.tasks import load_task
+    from pipeline.probe import linear_probe
 
     start = time.monotonic()
     check_output_parent(args.output)
@@ -80,14 +78,13 @@ def run(args: argparse.Namespace) -> int:
     }
     with atomic_file(args.output) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    logging.getLogger("titans_dna").info("linear probe test %s", json.dumps(result["test"]))
+    logging.getLogger("pipeline").info("linear probe test %s", json.dumps(result["test"]))
     return 0
 
 
 def _from_files(spec: str, task) -> tuple[dict, dict]:
-    from pipeline.embed_store import read_embeddings
+    from pipeline.embed.store import match_embeddings, read_embeddings
     from pipeline.errors import PipelineError
-    from pipeline.evaluate import match_embeddings
 
     paths = [p for p in spec.split(",") if p]
     if len(paths) not in (2, 3):
@@ -108,12 +105,14 @@ def _from_files(spec: str, task) -> tuple[dict, dict]:
 
 
 def _from_checkpoint(args: argparse.Namespace, task) -> tuple[dict, dict]:
-    from pipeline.embed import Embedder
-    from pipeline.modelio import load_backbone, resolve_device, weights_sha256
+    from pipeline.checkpoints import default_rc_average, load_backbone, weights_sha256
+    from pipeline.device import resolve_device
+    from pipeline.embed.embedder import Embedder
 
     device = resolve_device(args.device)
     lm, directory = load_backbone(args.checkpoint, device)
-    embedder = Embedder(lm, device, pooling="mean", rc_average=args.rc_average)
+    rc_average = args.rc_average if args.rc_average is not None else default_rc_average(directory)
+    embedder = Embedder(lm, device, pooling="mean", rc_average=rc_average)
     vectors = {
         split: embedder.pooled(getattr(task, split).sequences) for split in ("train", "dev", "test")
     }

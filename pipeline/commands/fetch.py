@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pipeline.cli_options import add_output
+
 HELP = "fetch an input file (local path or URL) and verify its sha256"
 
 
@@ -20,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sha256", metavar="HEX", help="expected sha256 (required for a URL, optional for a path)"
     )
-    parser.add_argument("-o", "--out", required=True, type=Path, help="output file")
+    add_output(parser, "output file", type=Path)
     parser.add_argument(
         "--mirror",
         action="append",
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     policy = DownloadPolicy(retries=args.retries, backoff=args.backoff, timeout=args.timeout)
     fetch(
         args.source,
-        args.out,
+        args.output,
         sha256=args.sha256,
         mirrors=mirror_folders(args.mirror),
         policy=policy,

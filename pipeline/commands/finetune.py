@@ -11,6 +11,16 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.cli_options import (
+    POOLINGS,
+    add_output,
+    add_switch,
+    fraction,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
+
 HELP = "fine-tune a classifier on a labelled task (GUE CSV, labelled FASTA, BED)"
 
 
@@ -22,60 +32,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="pretrained TitansLM checkpoint (or a pretrain --out folder), or 'none' to train "
         "from scratch with --preset",
     )
-    parser.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    add_output(parser, "output folder (replaced only when an earlier finetune wrote it)")
     parser.add_argument("--genome", help="indexed genome FASTA for a BED task")
     parser.add_argument(
         "--pooling",
-        choices=("mean", "last", "attention"),
+        choices=POOLINGS,
         default="mean",
-        help="token states to one vector: mean over real tokens, the last token, or a learned "
-        "attention query",
+        help="token states to one vector: mean over real tokens, the last token, the maximum per "
+        "feature, or a learned attention query",
     )
-    parser.add_argument(
-        "--freeze-backbone", action="store_true", help="train only the pooling and head"
-    )
-    parser.add_argument(
-        "--no-probe-candidate",
-        dest="probe_candidate",
-        action="store_false",
-        help="do not score the frozen backbone with a linear-probe head on dev as the first "
-        "candidate of model selection",
-    )
-    parser.add_argument(
-        "--no-rc-augment",
-        dest="rc_augment",
-        action="store_false",
-        help="do not train on random reverse complements (augmentation is on by default)",
-    )
-    parser.add_argument(
-        "--no-rc-average",
-        dest="rc_average",
-        action="store_false",
-        help="score the forward strand only (default: average both strands' probabilities)",
-    )
-    parser.add_argument(
-        "--no-strand-check",
-        dest="strand_check",
-        action="store_false",
-        help="keep reverse-complement augmentation and averaging even when a linear probe on "
-        "train shows that the labels depend on orientation (by default they are then turned off)",
-    )
-    parser.add_argument("--epochs", type=_positive_int, default=10, help="maximum epochs")
+    add_switch(parser, "freeze-backbone", False, "train only the pooling and head")
+    add_switch(
+        parser, "probe-candidate", True,
+        "score the frozen backbone with a linear-probe head on dev as the first candidate of "
+        "model selection",
+    )  # fmt: skip
+    add_switch(parser, "rc-augment", True, "train on random reverse complements")
+    add_switch(parser, "rc-average", True, "average both strands' probabilities when scoring")
+    add_switch(
+        parser, "strand-check", True,
+        "turn reverse-complement augmentation and averaging off when a linear probe on train "
+        "shows that the labels depend on orientation",
+    )  # fmt: skip
+    parser.add_argument("--epochs", type=positive_int, default=10, help="maximum epochs")
     parser.add_argument(
         "--max-minutes",
-        type=_positive_float,
+        type=positive_float,
         help="wall-clock budget of the run: training stops in time for the final dev and test "
         "scoring, and the learning rate decays to zero by then",
     )
-    parser.add_argument("--batch-size", type=_positive_int, default=64, help="training batch size")
-    parser.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate")
-    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="training batch size")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
     parser.add_argument(
-        "--warmup", type=float, default=0.05, help="warmup fraction of the schedule"
+        "--weight-decay", type=non_negative_float, default=0.01, help="AdamW weight decay"
+    )
+    parser.add_argument(
+        "--warmup", type=fraction, default=0.05, help="warmup fraction of the schedule, in [0, 1)"
     )
     parser.add_argument("--schedule", choices=("cosine", "linear"), default="cosine", help="decay")
     parser.add_argument(
-        "--patience", type=_positive_int, default=4, help="dev evaluations without improvement"
+        "--patience", type=positive_int, default=4, help="dev evaluations without improvement"
     )
     parser.add_argument(
         "--preset", default="tiny", help="model size when --checkpoint none (tiny, small, base)"
@@ -100,12 +96,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from pipeline.atomic import atomic_dir, check_output_parent
-    from pipeline.finetune import FinetuneOptions, finetune, save_outputs
-    from pipeline.modelio import new_classifier, parse_overrides, resolve_device
-    from pipeline.tasks import load_task
+    from pipeline.checkpoints import new_classifier, parse_overrides
+    from pipeline.device import resolve_device
+    from pipeline.finetune.train import FinetuneOptions, finetune, save_outputs
+    from pipeline.io.tasks import load_task
 
-    log = logging.getLogger("titans_dna")
-    out = check_output_parent(args.out)
+    log = logging.getLogger("pipeline")
+    out = check_output_parent(args.output)
     device = resolve_device(args.device)
     task = load_task(args.task, genome=args.genome, seed=args.seed)
     torch.manual_seed(args.seed)  # the new head's initial weights
@@ -154,17 +151,3 @@ def run(args: argparse.Namespace) -> int:
         out,
     )
     return 0
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value

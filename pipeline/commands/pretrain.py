@@ -17,9 +17,11 @@ import argparse
 import logging
 from pathlib import Path
 
+from pipeline.cli_options import add_output
+
 HELP = "pretrain a Titans DNA language model on token stores"
 
-log = logging.getLogger("titans_dna")
+log = logging.getLogger("pipeline")
 
 # SIGTERM stopped the run after a checkpoint: 128 + 15, as if the signal had ended it.
 EXIT_SIGTERM = 143
@@ -43,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="token store(s) to train on (replaces data.stores)",
     )
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    add_output(parser, "run folder (created; a rerun resumes in it)", type=Path)
     parser.add_argument(
         "--resume",
         default="auto",
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     stores = [s for group in args.stores for s in group] if args.stores else None
     config = load_config(args.config, args.sets, stores)
-    summary = run_pretraining(config, args.out, resume=args.resume, device=args.device)
+    summary = run_pretraining(config, args.output, resume=args.resume, device=args.device)
     if summary is None:
         log.warning("stopped by SIGTERM; run again with the same --out to resume")
         return EXIT_SIGTERM

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     with TokenStore(args.output) as store:
         bases = sum(info.bases for info in store.inputs)
         masked = sum(info.softmasked_bases for info in store.inputs)
-        logging.getLogger("titans_dna").info(
+        logging.getLogger("pipeline").info(
             "wrote %s: %d inputs, %d contigs, %s bases (%.1f%% soft-masked), %.1f MB",
             args.output,
             len(store.inputs),

@@ -19,7 +19,7 @@ from pipeline.io.fastx import open_indexed_fasta
 from pipeline.io.files import one_line, quiet_htslib, read_failure
 from pipeline.io.records import SequenceRecord
 
-log = logging.getLogger("titans_dna")
+log = logging.getLogger("pipeline")
 
 
 def read_alignments(

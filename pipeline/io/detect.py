@@ -2,8 +2,8 @@
 
 Compressed inputs are recognised by their magic bytes (gzip, and BGZF: gzip blocks carrying a
 `BC` extra field), then the first decompressed bytes decide: `BAM\\1` is BAM, `>` FASTA, `@`
-FASTQ (or SAM when the line is a SAM header tag), `LOCUS` GenBank, `ID ` EMBL, and tab-separated
-`chrom start end` BED. `CRAM` magic is CRAM.
+FASTQ (or SAM when the line is a SAM header tag), `LOCUS` GenBank, `ID ` EMBL, tab-separated
+`chrom start end` BED, and `chrom:start-end` lines a region list. `CRAM` magic is CRAM.
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ from pathlib import Path
 from pipeline.errors import input_error
 from pipeline.io.files import GZIP_MAGIC, check_readable
 
-FORMATS = ("fasta", "fastq", "genbank", "embl", "bam", "cram", "sam", "bed")
+FORMATS = ("fasta", "fastq", "genbank", "embl", "bam", "cram", "sam", "bed", "regions")
+INTERVAL_FORMATS = ("bed", "regions")  # genome intervals, cut from --genome
 _PEEK_BYTES = 65536
 _SAM_HEADER = re.compile(rb"@(HD|SQ|RG|PG|CO)\t")
-_BED_LINE = re.compile(rb"\S+[ \t]+\d+[ \t]+\d+([ \t]|$)")
+_BED_LINE = re.compile(rb"\S+[ \t]+-?\d+[ \t]+-?\d+([ \t]|$)")  # bad signs: the parser's error
+_REGION_LINE = re.compile(rb"\S+:[\d,]+-[\d,]+")
 _BED_SKIP = (b"#", b"track", b"browser")
 _SEQUENCE_LINE = re.compile(rb"[A-Za-z*\-]+")
-_KNOWN = "FASTA, FASTQ, GenBank, EMBL, BAM, CRAM, SAM or BED"
+_KNOWN = "FASTA, FASTQ, GenBank, EMBL, BAM, CRAM, SAM, BED or a region list"
 
 
 def peek(path: Path) -> tuple[bytes, bool]:
@@ -76,6 +78,8 @@ def _detect_text(path: Path, head: bytes) -> str:
         raise input_error(path, "no data: only header or comment lines")
     if _BED_LINE.match(first):
         return "bed"
+    if _REGION_LINE.fullmatch(first):
+        return "regions"
     if _SEQUENCE_LINE.fullmatch(first.rstrip()):
         raise input_error(path, "FASTA with no header line: the first line is sequence data")
     shown = first[:40].decode("ascii", "replace")

@@ -11,10 +11,10 @@ import pysam
 from pipeline.errors import input_error
 from pipeline.io.detect import detect_format
 from pipeline.io.files import (
-    GZIP_MAGIC,
     check_bgzf_eof,
     check_readable,
     is_bgzf,
+    is_gzip,
     one_line,
     quiet_htslib,
     read_failure,
@@ -89,9 +89,7 @@ def _check_index(path: Path) -> None:
 
 
 def _build_index(path: Path, build_index: bool) -> None:
-    with path.open("rb") as handle:
-        gzip_not_bgzf = handle.read(2) == GZIP_MAGIC and not is_bgzf(path)
-    if gzip_not_bgzf:
+    if is_gzip(path) and not is_bgzf(path):
         raise input_error(
             path, "gzip (not bgzip) FASTA has no random access; recompress it with bgzip"
         )

@@ -26,12 +26,23 @@ def check_readable(path: str | Path) -> Path:
         raise input_error(path, "no such file")
     if path.is_dir():
         raise input_error(path, "is a folder, not a file")
+    if not path.is_file():
+        raise input_error(
+            path, "is not a regular file (a pipe or device is read more than once here: save the "
+            "data to a file first)",
+        )  # fmt: skip
     try:
         with path.open("rb") as handle:
             handle.read(1)
     except OSError as error:
         raise input_error(path, f"cannot read: {error.strerror or error}") from None
     return path
+
+
+def is_gzip(path: Path) -> bool:
+    """True when the file starts with the gzip magic bytes (gzip or bgzip)."""
+    with path.open("rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
 
 
 def is_bgzf(path: Path) -> bool:
@@ -55,9 +66,7 @@ def check_bgzf_eof(path: Path) -> None:
 @contextmanager
 def open_text(path: Path) -> Iterator[TextIO]:
     """Open a plain or gzip text file; lines come back with CRLF turned into LF."""
-    with path.open("rb") as raw:
-        compressed = raw.read(2) == GZIP_MAGIC
-    opener = gzip.open if compressed else open
+    opener = gzip.open if is_gzip(path) else open
     with opener(path, "rt", encoding="utf-8", errors="replace", newline=None) as handle:
         yield handle
 

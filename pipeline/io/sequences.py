@@ -10,7 +10,7 @@ from pipeline.errors import input_error
 from pipeline.io.alignments import read_alignments
 from pipeline.io.annotated import read_annotated
 from pipeline.io.bed import read_bed_sequences
-from pipeline.io.detect import FORMATS, detect_format
+from pipeline.io.detect import FORMATS, INTERVAL_FORMATS, detect_format
 from pipeline.io.fastx import read_fastx
 from pipeline.io.files import check_readable
 from pipeline.io.indexed import iter_segments, verified_index
@@ -32,7 +32,7 @@ def read_sequences(
         fmt = detect_format(path)
     elif fmt not in FORMATS:
         raise ValueError(f"fmt must be 'auto' or one of {FORMATS}, got {fmt!r}")
-    if fmt == "bed":
+    if fmt in INTERVAL_FORMATS:
         if reference is None:
             raise input_error(path, "BED intervals need the genome FASTA they index (--genome)")
         return read_bed_sequences(path, reference)

@@ -16,7 +16,6 @@ every listed file matches it; resume takes the newest valid one and skips anythi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -31,16 +30,16 @@ from torch import nn
 
 from pipeline.atomic import atomic_dir
 from pipeline.errors import PipelineError
+from pipeline.manifest import manifest_problem, write_manifest
 from pipeline.pretrain.config import PretrainConfig, config_to_dict, save_config
 from titans_dna.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from titans_dna.models.config import TitansConfig
 from titans_dna.tokenizer import DNATokenizer
 
-log = logging.getLogger("titans_dna")
+log = logging.getLogger("pipeline")
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "training_state.pt"
-MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 PRETRAIN_CONFIG_FILE = "config.yaml"
 STATE_FORMAT = 1
@@ -87,7 +86,8 @@ def save_checkpoint(
     """Write OUT/checkpoints/step-XXXXXXXX atomically, then keep only the newest `keep`.
 
     `model` is the bare TitansLM (not a DDP wrapper); `state` the training state dict.
-    A failure (e.g. disk full) removes the partial folder and raises PipelineError.
+    A failure (e.g. disk full) removes the partial folder and raises the same error (an
+    OutputError for a write that failed), naming the newest checkpoint that is intact.
     """
     root = out / CHECKPOINTS
     root.mkdir(exist_ok=True)
@@ -101,49 +101,20 @@ def save_checkpoint(
                 {**state, "format": STATE_FORMAT, "config": config_to_dict(config)},
                 tmp / STATE_FILE,
             )
-            _write_manifest(tmp)
-    except OSError as err:
+            write_manifest(tmp, REQUIRED)
+    except PipelineError as err:
         kept = newest_valid(out)
         kept_note = f"; {kept.name} is intact" if kept is not None else ""
-        raise PipelineError(
-            f"{final}: could not write checkpoint ({err.strerror or err}){kept_note}"
-        ) from err
+        raise type(err)(f"{err}{kept_note}") from None
     prune(root, keep)
     return final
-
-
-def _write_manifest(folder: Path) -> None:
-    entries = {
-        name: {"size": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
-        for name in REQUIRED
-    }
-    (folder / MANIFEST_FILE).write_text(json.dumps({"files": entries}, indent=2) + "\n")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checkpoint_problem(folder: Path) -> str | None:
     """Why `folder` is not a complete checkpoint, or None when it is."""
     if not _NAME.match(folder.name):
         return "not named step-XXXXXXXX (a temporary or foreign folder)"
-    manifest = folder / MANIFEST_FILE
-    try:
-        files = json.loads(manifest.read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"no readable {MANIFEST_FILE} (half-written)"
-    for name in REQUIRED:
-        path, entry = folder / name, files.get(name)
-        if entry is None or not path.is_file():
-            return f"{name} missing"
-        if path.stat().st_size != entry["size"] or _sha256(path) != entry["sha256"]:
-            return f"{name} does not match the manifest (corrupt)"
-    return None
+    return manifest_problem(folder, REQUIRED)
 
 
 def list_checkpoints(out: Path) -> list[Path]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.cli_options import parse_setting
 from pipeline.errors import PipelineError
 from titans_dna.models.config import TitansConfig
 
@@ -61,6 +62,13 @@ class TrainSection:
     max_minutes: float | None = None  # stop early (with a checkpoint) after this wall time
     seqlen_warmup_start: int | None = None  # first-stage context; doubles each stage up to context
     seqlen_warmup_steps: int = 0  # optimizer steps per sequence-length stage
+    # consecutive windows each batch row reads from one stretch of sequence, the model state
+    # carried (detached) from window to window: the model learns from states of streams of
+    # stream_windows * context tokens (truncated backpropagation through time); 1 = independent
+    stream_windows: int = 1
+    # groups of streams that take turns, one group a step: consecutive steps then learn from
+    # different stretches of the genome (a batch of one stretch's neighbours is correlated)
+    stream_interleave: int = 1
     activation_checkpointing: bool = False  # recompute each block's activations in backward
     bf16: bool = True  # bfloat16 autocast on CUDA (CPU always runs float32)
     log_every: int = 10  # steps between metric rows
@@ -126,7 +134,7 @@ def load_config(
     if path is not None:
         _apply_mapping(config, _read_yaml(Path(path)), source)
     for item in sets or []:
-        key, value = _parse_set(item)
+        key, value = parse_setting(item)
         _assign(config, key, value, f"--set {item}")
     if stores:
         config.data.stores = [str(s) for s in stores]
@@ -164,6 +172,9 @@ def check_config(config: PretrainConfig, source: str) -> None:
         (t.log_every >= 1, "train.log_every must be >= 1"),
         (t.seqlen_warmup_steps >= 0, "train.seqlen_warmup_steps must be >= 0"),
         (_valid_warmup_start(t), _warmup_problem(t)),
+        (t.stream_windows >= 1, "train.stream_windows must be >= 1"),
+        (t.stream_interleave >= 1, "train.stream_interleave must be >= 1"),
+        (_streamable(config), _stream_problem(config)),
         (o.lr > 0 and math.isfinite(o.lr), "optim.lr must be a positive number"),
         (0.0 <= o.min_lr_ratio <= 1.0, "optim.min_lr_ratio must be in [0, 1]"),
         (o.warmup_steps >= 0 and o.weight_decay >= 0, "optim.warmup_steps/weight_decay >= 0"),
@@ -187,6 +198,24 @@ def _valid_warmup_start(t: TrainSection) -> bool:
         return True
     ratio = t.context // start if start > 0 else 0
     return start >= 2 and t.context % start == 0 and ratio & (ratio - 1) == 0
+
+
+def _streamable(config: PretrainConfig) -> bool:
+    """Streams continue the model state, so every stage's context must keep it aligned."""
+    t = config.train
+    if t.stream_windows == 1:
+        return True
+    multiple = config.model_config().stream_multiple
+    shortest = t.seqlen_warmup_start if t.seqlen_warmup_steps else None
+    return all(c % multiple == 0 for c in (t.context, shortest or t.context))
+
+
+def _stream_problem(config: PretrainConfig) -> str:
+    return (
+        "train.stream_windows > 1 carries the model state from window to window: train.context "
+        "and train.seqlen_warmup_start must be multiples of "
+        f"{config.model_config().stream_multiple} (the model's stream_multiple)"
+    )
 
 
 def _warmup_problem(t: TrainSection) -> str:
@@ -235,17 +264,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _one_line(err: Exception) -> str:
     return " ".join(str(err).split())
-
-
-def _parse_set(item: str) -> tuple[str, Any]:
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise PipelineError(f"--set {item}: expected key=value (e.g. optim.lr=1e-3)")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
 
 
 def _apply_mapping(config: PretrainConfig, data: dict[str, Any], source: str) -> None:

@@ -12,6 +12,12 @@ that one process would draw. Store -> track -> start: a store by its weight (or 
 window starts), a track by its number of window starts, a start uniformly; then the strand (reverse
 complement with probability 1/2); a window with more than `max_n_fraction` N is redrawn.
 
+Streams (`train.stream_windows` K > 1): row i of every step of a stream reads the next window of
+one stretch of K * context + 1 tokens, drawn as above by (seed, the stream's first step, i); the
+N limit applies to the whole stretch, and interleaved groups of streams differ in their first
+step. Consecutive windows overlap by one token (the last input of one window is the first of the
+next), so the model state carries across them exactly.
+
 Targets are weighted: A/C/G/T 1, soft-masked A/C/G/T `softmask_weight`, anything else (N, [PAD],
 [SEP]) 0, so N and padding are never predicted.
 """
@@ -31,10 +37,12 @@ from pipeline.pretrain.config import DataSection
 from pipeline.tokenstore import TokenStore
 from titans_dna.tokenizer import A_ID, N_ID, PAD_ID, SEP_ID, T_ID, DNATokenizer
 
-log = logging.getLogger("titans_dna")
+log = logging.getLogger("pipeline")
 
 # Draws per window before giving up on finding one with few enough N.
 MAX_DRAWS = 100
+# Stretches of open streams kept in memory (all rows of all interleaved groups fit).
+OPEN_STREAMS = 4096
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,7 @@ class Corpus:
         self.train_pieces, self.val_pieces = self._split()
         self.tracks = self._tracks()
         self._tables: dict[int, tuple[np.ndarray, list[np.ndarray]]] = {}
+        self._streams: dict[tuple[int, int], Drawn] = {}  # (first step, row) -> open stretch
 
     def close(self) -> None:
         """Close every store."""
@@ -194,20 +203,25 @@ class Corpus:
 
     # ----- training sampler --------------------------------------------------------------------
 
-    def check_context(self, context: int) -> None:
-        """Clear error when no track can hold one window of `context` (+1 target) tokens."""
+    def check_context(self, context: int, windows: int = 1) -> None:
+        """Clear error when no track can hold one stretch of `windows` windows of `context`
+        tokens (+1 target)."""
+        length = context * windows
+        what = f"train.context {context}" if windows == 1 else (
+            f"a stream of train.stream_windows {windows} x train.context {context} tokens"
+        )  # fmt: skip
         longest = max(t.length for t in self.tracks)
-        if longest < context + 1:
-            fixes = "a smaller train.context"
+        if longest < length + 1:
+            fixes = "a smaller train.context" + (" or train.stream_windows" if windows > 1 else "")
             if not self.config.cross_contig:
                 fixes += " or data.cross_contig: true"
             raise PipelineError(
-                f"{self._names()}: train.context {context} is longer than every contig's "
+                f"{self._names()}: {what} is longer than every contig's "
                 f"training part (longest {longest} bases); use {fixes}"
             )
-        short = sum(t.length < context + 1 for t in self.tracks)
+        short = sum(t.length < length + 1 for t in self.tracks)
         if short:
-            log.warning("%d contig(s) shorter than context %d + 1 are not sampled", short, context)
+            log.warning("%d contig(s) shorter than %d + 1 tokens are not sampled", short, length)
 
     def _table(self, length: int) -> tuple[np.ndarray, list[np.ndarray]]:
         """Cumulative store probabilities, and per store cumulative track probabilities."""
@@ -246,12 +260,39 @@ class Corpus:
             f"{self.config.max_n_fraction:.0%} N found in {MAX_DRAWS} draws (data.max_n_fraction)"
         )
 
-    def train_batch(self, step: int, batch_size: int, context: int, indices: range) -> Batch:
-        """The windows `indices` of step `step`'s global batch of `batch_size` windows."""
+    def train_batch(
+        self,
+        step: int,
+        batch_size: int,
+        context: int,
+        indices: range,
+        stream: tuple[int, int, int] | None = None,
+    ) -> Batch:
+        """The windows `indices` of step `step`'s global batch of `batch_size` windows.
+
+        stream: (first step, window index, windows per stream) when rows read streams; rows
+        are the streams' ids together with `first`."""
         if indices.stop > batch_size:
             raise ValueError(f"window indices {indices} exceed the batch of {batch_size}")
-        drawn = [self.draw_window(step, i, context + 1) for i in indices]
-        return self.make_batch([(d.ids, d.softmask) for d in drawn])
+        if stream is None:
+            drawn = [self.draw_window(step, i, context + 1) for i in indices]
+            return self.make_batch([(d.ids, d.softmask) for d in drawn])
+        first, index, count = stream
+        lo = index * context
+        rows = [self._stretch(first, i, count * context + 1) for i in indices]
+        return self.make_batch([(d.ids[lo : lo + context + 1], d.softmask[lo : lo + context + 1])
+                                for d in rows])  # fmt: skip
+
+    def _stretch(self, first: int, row: int, length: int) -> Drawn:
+        """Row `row`'s stretch of the stream starting at step `first` (kept while it is read:
+        the `OPEN_STREAMS` most recently begun)."""
+        key = (first, row)
+        drawn = self._streams.get(key)
+        if drawn is None or len(drawn.ids) != length:
+            drawn = self._streams[key] = self.draw_window(first, row, length)
+            while len(self._streams) > OPEN_STREAMS:
+                del self._streams[min(self._streams)]
+        return drawn
 
     def make_batch(self, windows: list[tuple[np.ndarray, np.ndarray]]) -> Batch:
         """Windows of tokens (+ softmask) -> inputs/targets shifted by one, right-padded."""

@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from pipeline.errors import PipelineError
 
-log = logging.getLogger("titans_dna")
+log = logging.getLogger("pipeline")
 
 # Rank 0 may spend minutes alone (final evaluation, Markov baseline) while the others wait.
 _TIMEOUT = timedelta(hours=2)

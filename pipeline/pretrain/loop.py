@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import math
+import shutil
 import signal
 import threading
 import time
@@ -30,20 +31,23 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from pipeline.atomic import atomic_dir, atomic_file, check_output_parent
+from pipeline.device import autocast
 from pipeline.errors import PipelineError
+from pipeline.manifest import write_manifest
+from pipeline.optim import decay_groups
 from pipeline.pretrain import checkpoint as ckpt
 from pipeline.pretrain import distributed as dist
 from pipeline.pretrain.config import PretrainConfig, save_config
 from pipeline.pretrain.data import Batch, Corpus, Piece
 from pipeline.pretrain.markov import MarkovCounts, MarkovResult, evaluate_markov
 from pipeline.pretrain.metrics import CURVES, MetricsLog, plot_curves
-from pipeline.pretrain.schedule import lr_factor, stage
+from pipeline.pretrain.schedule import lr_factor, stage, stream_position
 from pipeline.progress import Progress
-from titans_dna.models.checkpoint import load_weights
-from titans_dna.models.lm import TitansLM
+from titans_dna.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_weights
+from titans_dna.models.lm import TitansLM, TitansState
 from titans_dna.tokenizer import A_ID, T_ID, DNATokenizer
 
-log = logging.getLogger("titans_dna")
+log = logging.getLogger("pipeline")
 
 
 @dataclass
@@ -69,7 +73,7 @@ class Trainer:
         self.stop_signal = False
         self.model_config = config.model_config()
         self.corpus = Corpus(config.data, seed=config.seed)
-        self.corpus.check_context(config.train.context)
+        self.corpus.check_context(config.train.context, config.train.stream_windows)
         self._check_batch_split()
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         self.model = TitansLM(self.model_config).to(ctx.device)
@@ -81,6 +85,9 @@ class Trainer:
         torch.manual_seed(config.seed + 1 + ctx.rank)  # dropout differs across ranks
         self.counters = Counters()
         self.grad_norm: float | None = None
+        # when rows read streams: per interleaved group, the state of each micro-batch's rows
+        self.carried: dict[int, list[TitansState | None]] = {}
+        self.group = 0
         resumed = self._resume(resume)
         self.ddp: nn.Module = (
             DistributedDataParallel(self.model, device_ids=_device_ids(ctx))
@@ -137,7 +144,8 @@ class Trainer:
         tracks = [
             (t.store, [(p.contig, p.start, p.end) for p in t.pieces]) for t in self.corpus.tracks
         ]
-        return json.dumps([[str(p) for p in self.corpus.paths], tracks])
+        # resolved: the same stores named by another (relative) path are the same data
+        return json.dumps([[str(p.resolve()) for p in self.corpus.paths], tracks])
 
     # ----- training ----------------------------------------------------------------------------
 
@@ -147,6 +155,7 @@ class Trainer:
         if self.ctx.is_main:
             with atomic_file(self.out / "config.yaml") as tmp:
                 save_config(self.config, tmp)
+        self._replay_streams()
         with self._sigterm_stops():
             reason = self._train()
         if self.counters.step % self.config.checkpoint.every or reason == "sigterm":
@@ -216,7 +225,7 @@ class Trainer:
         for k, batch in enumerate(micro):
             sync = k == len(micro) - 1 or not self.ctx.distributed
             with contextlib.nullcontext() if sync else self.ddp.no_sync():
-                nll = self._weighted_nll(batch)
+                nll = self._weighted_nll(batch, k)
                 (nll * scale).backward()
             local_nll += float(nll.detach())
         grad_norm = self._clip()
@@ -248,28 +257,64 @@ class Trainer:
         return loss
 
     def _micro_batches(self, step: int, context: int, batch_size: int) -> list[Batch]:
-        """This rank's share of the global batch, as grad_accum micro-batches."""
+        """This rank's share of the global batch, as grad_accum micro-batches. When rows read
+        streams, a stream's first step also drops the state carried from the previous one."""
         per_rank = batch_size // self.ctx.world_size
         size = per_rank // self.config.train.grad_accum
         first = self.ctx.rank * per_rank
+        stream = None
+        windows = self.config.train.stream_windows
+        if windows > 1:
+            first_step, index, self.group = stream_position(step, self.config.train)
+            stream = (first_step, index, windows)
+            if index == 0 or self.group not in self.carried:
+                self.carried[self.group] = [None] * self.config.train.grad_accum
         return [
-            self.corpus.train_batch(step, batch_size, context, range(lo, lo + size))
+            self.corpus.train_batch(step, batch_size, context, range(lo, lo + size), stream)
             for lo in range(first, first + per_rank, size)
         ]
 
-    def _weighted_nll(self, batch: Batch) -> torch.Tensor:
-        """Sum over targets of weight x NLL (scalar, float32)."""
+    def _weighted_nll(self, batch: Batch, micro: int) -> torch.Tensor:
+        """Sum over targets of weight x NLL (scalar, float32); carries the state of streams."""
         device = self.ctx.device
+        states = self.carried.get(self.group) if self.config.train.stream_windows > 1 else None
         with self._autocast():
-            logits = self.ddp(batch.inputs.to(device))[0]
+            logits, _, state = self.ddp(batch.inputs.to(device), states and states[micro])
+        if states is not None:
+            states[micro] = state.detach()
         nll = F.cross_entropy(
             logits.float().flatten(0, 1), batch.targets.to(device).flatten(), reduction="none"
         )
         return (nll * batch.weights.to(device).flatten()).sum()
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        enabled = self.ctx.device.type == "cuda" and self.config.train.bf16
-        return torch.autocast("cuda", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+    @torch.no_grad()
+    def _replay_streams(self) -> None:
+        """After a resume inside streams, rebuild their carried states from their earlier
+        windows (forward passes with the resumed weights; checkpoints hold no model state)."""
+        train = self.config.train
+        step = self.counters.step
+        if train.stream_windows == 1 or step >= train.max_steps:
+            return
+        replay = set()
+        for ahead in range(train.stream_interleave):  # the next step of every group
+            first, index, _ = stream_position(step + ahead, train)
+            if first + index * train.stream_interleave == step + ahead:
+                replay.update(first + i * train.stream_interleave for i in range(index))
+        replay = sorted(t for t in replay if t < step)
+        if not replay:
+            return
+        log.info("replaying %d window(s) of the open streams", len(replay))
+        self.model.eval()
+        for replayed in replay:
+            context, batch_size = stage(replayed, train)
+            for k, batch in enumerate(self._micro_batches(replayed, context, batch_size)):
+                states = self.carried[self.group]
+                with self._autocast():
+                    states[k] = self.model(batch.inputs.to(self.ctx.device), states[k])[2]
+        self.model.train()
+
+    def _autocast(self) -> torch.autocast:
+        return autocast(self.ctx.device, enabled=self.config.train.bf16)
 
     def _clip(self) -> float:
         clip = self.config.optim.grad_clip
@@ -422,6 +467,7 @@ class Trainer:
         with atomic_dir(self.out / "model") as tmp:
             self.model.save_pretrained(tmp)  # replaces `tmp` as a whole: write it first
             DNATokenizer().save(tmp / ckpt.TOKENIZER_FILE)
+            write_manifest(tmp, (CONFIG_FILE, WEIGHTS_FILE, ckpt.TOKENIZER_FILE))
         label = f"Markov order {markov.best_order}" if markov else ""
         rows = self.metrics.rows if self.metrics is not None else []
         plot_curves(rows, self.out / CURVES, markov.best_bits_per_base if markov else None, label)
@@ -447,17 +493,8 @@ def _fmt(value: float | None) -> str:
 
 
 def _adamw(model: nn.Module, config: PretrainConfig) -> torch.optim.AdamW:
-    """AdamW; matrices decay, embeddings, norms, biases and gate scalars do not."""
-    decay, plain = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (decay if param.ndim >= 2 and "embedding" not in name else plain).append(param)
     o = config.optim
-    groups = [
-        {"params": decay, "weight_decay": o.weight_decay},
-        {"params": plain, "weight_decay": 0.0},
-    ]
+    groups = decay_groups(model, o.weight_decay)
     return torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
 
 
@@ -469,9 +506,13 @@ def run_pretraining(
     config: PretrainConfig, out: str | Path, *, resume: str = "auto", device: str = "auto"
 ) -> dict[str, Any] | None:
     """Pretrain into `out` (created if missing); returns the summary (every rank), or None when
-    SIGTERM stopped the run after a checkpoint."""
+    SIGTERM stopped the run after a checkpoint. A run that fails before its first checkpoint
+    removes the `out` it created: there is nothing to resume."""
     out = check_output_parent(out)
+    if out.exists() and not out.is_dir():
+        raise PipelineError(f"{out}: is a file; --out names the run's folder")
     ctx = dist.init_distributed(device)
+    created = ctx.is_main and not out.exists()
     try:
         if ctx.is_main:
             out.mkdir(exist_ok=True)
@@ -481,5 +522,9 @@ def run_pretraining(
             return trainer.run()
         finally:
             trainer.corpus.close()
+    except BaseException:
+        if created and ckpt.newest_valid(out) is None:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         dist.shutdown(ctx)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.batching import reverse_complement
 from titans_dna.tokenizer import A_ID, T_ID
 
 ALPHABET = 4
@@ -47,15 +48,6 @@ def base_codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(valid, ids.astype(np.int64) - A_ID, 0), valid
 
 
-def reverse_complement_ids(ids: np.ndarray) -> np.ndarray:
-    """Reverse complement of ACGT token ids (A<->T, C<->G); other tokens kept, order reversed."""
-    ids = np.asarray(ids)[::-1]
-    out = ids.copy()
-    acgt = (ids >= A_ID) & (ids <= T_ID)
-    out[acgt] = A_ID + T_ID - ids[acgt]  # A=5..T=8, so the complement of x is 13 - x
-    return out
-
-
 class MarkovCounts:
     """Dense (k+1)-mer counts for k = 0..max_order from training segments (token-id arrays)."""
 
@@ -65,7 +57,7 @@ class MarkovCounts:
         self.max_order = max_order
         parts = [np.asarray(s) for s in segments]
         if both_strands:
-            parts += [reverse_complement_ids(s) for s in parts]
+            parts += [reverse_complement(s) for s in parts]
         self.raw: list[np.ndarray] = []  # raw[j]: [4^j, 4] counts of context h (j bases) then w
         self.cont: list[np.ndarray] = []  # cont[j]: [4^j, 4] distinct left extensions of hw
         self._count(parts)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -79,26 +78,11 @@ def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
 def plot_curves(
     rows: list[dict[str, Any]], path: Path, baseline_bits: float | None, baseline_label: str
 ) -> None:
-    """Training loss and held-out bits per base against tokens seen, written atomically."""
-    import matplotlib
+    """The report's pretraining figure (`report_figures.pretraining_curves`), written
+    atomically as a PNG."""
+    from pipeline.report.figures import pretraining_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train = [(r["tokens"], r["train_loss"] / math.log(2)) for r in rows if r.get("train_loss")]
-    val = [(r["tokens"], r["val_bits_per_base"]) for r in rows if r.get("val_bits_per_base")]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    if train:
-        ax.plot(*zip(*train, strict=True), label="train (weighted loss, bits)", alpha=0.7)
-    if val:
-        ax.plot(*zip(*val, strict=True), "o-", label="held-out bits per base")
-    if baseline_bits is not None:
-        ax.axhline(baseline_bits, color="grey", linestyle="--", label=baseline_label)
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel("bits per base")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    baselines = {baseline_label: baseline_bits} if baseline_bits is not None else {}
+    figure = pretraining_curves(rows, baselines)
     with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+        figure.savefig(tmp, format="png", dpi=120)

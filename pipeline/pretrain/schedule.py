@@ -1,25 +1,29 @@
-"""Schedules as pure functions of the optimizer step: learning rate, and sequence-length warmup.
+"""Schedules as pure functions of the optimizer step: learning rate, sequence-length warmup and
+streams.
 
 Sequence-length warmup (HyenaDNA): training starts at `seqlen_warmup_start` tokens per window and
 the context doubles every `seqlen_warmup_steps` steps until it reaches `train.context`; the
 number of tokens per step stays fixed, so the batch grows by the same factor the window shrinks.
+
+Streams (truncated backpropagation through time): with `train.stream_windows` K > 1, each batch
+row reads K consecutive windows of one stretch of sequence, and the model state carries from
+each window to the next; streams start afresh at every stage. With `train.stream_interleave` m,
+m groups of streams take turns (step t advances group t mod m), so consecutive steps train on
+different stretches of the genome and a stream lasts m * K steps.
 """
 
 from __future__ import annotations
 
-import math
-
+from pipeline.optim import warmup_then_decay
 from pipeline.pretrain.config import OptimSection, TrainSection
 
 
 def lr_factor(step: int, optim: OptimSection, max_steps: int) -> float:
-    """Multiplier of optim.lr at `step`: linear warmup from 0, then cosine decay to min_lr_ratio."""
-    if step < optim.warmup_steps:
-        return (step + 1) / optim.warmup_steps
-    span = max(max_steps - optim.warmup_steps, 1)
-    progress = min((step - optim.warmup_steps) / span, 1.0)
-    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-    return optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * cosine
+    """Multiplier of optim.lr for step `step` (0-based): linear warmup over warmup_steps, then
+    cosine decay reaching min_lr_ratio at the last step."""
+    return warmup_then_decay(
+        (step + 1) / max_steps, optim.warmup_steps / max_steps, floor=optim.min_lr_ratio
+    )
 
 
 def stage(step: int, train: TrainSection) -> tuple[int, int]:
@@ -34,3 +38,20 @@ def stage(step: int, train: TrainSection) -> tuple[int, int]:
 def tokens_per_step(train: TrainSection) -> int:
     """Tokens scored per optimizer step (the same at every stage)."""
     return train.context * train.batch_size
+
+
+def stage_start(step: int, train: TrainSection) -> int:
+    """First optimizer step of the sequence-length stage that `step` belongs to."""
+    start = train.seqlen_warmup_start
+    if start is None or train.seqlen_warmup_steps == 0:
+        return 0
+    warmup = train.seqlen_warmup_steps * ((train.context // start).bit_length() - 1)
+    return min(step // train.seqlen_warmup_steps * train.seqlen_warmup_steps, warmup)
+
+
+def stream_position(step: int, train: TrainSection) -> tuple[int, int, int]:
+    """(first step of the streams `step` reads, index of their window in them, their group)."""
+    local = step - stage_start(step, train)
+    group = local % train.stream_interleave
+    index = (local // train.stream_interleave) % train.stream_windows
+    return step - index * train.stream_interleave, index, group

@@ -59,7 +59,7 @@ def test_whole_genome_layout_and_provenance(
     out = tmp_path / "phage.h5"
     assert embed(lambda_phage, lm_checkpoint, out) == 0
     with h5py.File(out, "r") as f:
-        assert set(f) == {"ids", "embeddings", "lengths"}
+        assert set(f) == {"ids", "embeddings", "lengths", "sequence_digests"}
         assert [x.decode() for x in f["ids"][:]] == [PHAGE_ID]
         assert f["embeddings"].shape == (1, 32) and f["embeddings"].dtype == np.float32
         assert f["lengths"][:].tolist() == [len(phage_sequence)] and f["lengths"].dtype == np.int64
@@ -109,7 +109,7 @@ def test_windowed_layout_float16(
     assert windows["end"].tolist() == [min(s + 10000, length) for s in starts]
     assert {c.decode() for c in windows["contig"]} == {PHAGE_ID}
     assert {s.decode() for s in windows["strand"]} == {"+"}
-    assert ids[1] == f"{PHAGE_ID}:7500-17500"
+    assert ids[1] == f"{PHAGE_ID}:7501-17500"
     assert lengths.tolist() == (windows["end"] - windows["start"]).tolist()
     reference = one_pass_hidden(lm_checkpoint, phage_sequence[7500:17500]).mean(0)
     np.testing.assert_allclose(second, reference, rtol=2e-3, atol=2e-3)
@@ -212,10 +212,33 @@ def test_a_classifier_checkpoint_embeds_with_its_language_model(
     classifier = TitansForSequenceClassification.from_pretrained_backbone(lm_checkpoint, 2)
     classifier.save_pretrained(tmp_path / "clf")
     fasta = write_fasta(tmp_path / "s.fa", {"s": phage_sequence[:500]})
-    assert embed(fasta, tmp_path / "clf", tmp_path / "a.h5") == 0
-    assert embed(fasta, lm_checkpoint, tmp_path / "b.h5") == 0
-    with h5py.File(tmp_path / "a.h5", "r") as a, h5py.File(tmp_path / "b.h5", "r") as b:
-        np.testing.assert_allclose(a["embeddings"][:], b["embeddings"][:], rtol=1e-6)
+    for strands in ("--rc-average", "--no-rc-average"):
+        assert embed(fasta, tmp_path / "clf", tmp_path / "a.h5", strands) == 0
+        assert embed(fasta, lm_checkpoint, tmp_path / "b.h5", strands) == 0
+        with h5py.File(tmp_path / "a.h5", "r") as a, h5py.File(tmp_path / "b.h5", "r") as b:
+            np.testing.assert_allclose(a["embeddings"][:], b["embeddings"][:], rtol=1e-6)
+        (tmp_path / "a.h5").unlink()
+        (tmp_path / "b.h5").unlink()
+
+
+def test_the_strand_default_follows_the_checkpoint(
+    lm_checkpoint: Path, phage_sequence: str, tmp_path: Path
+) -> None:
+    # A fine-tuned classifier averages both strands unless told otherwise; a language model
+    # embeds the forward strand.
+    classifier = TitansForSequenceClassification.from_pretrained_backbone(lm_checkpoint, 2)
+    classifier.save_pretrained(tmp_path / "clf")
+    fasta = write_fasta(tmp_path / "s.fa", {"s": phage_sequence[:500]})
+    for checkpoint, expected in (
+        (tmp_path / "clf", "--rc-average"),
+        (lm_checkpoint, "--no-rc-average"),
+    ):
+        assert embed(fasta, checkpoint, tmp_path / "default.h5") == 0
+        assert embed(fasta, checkpoint, tmp_path / "explicit.h5", expected) == 0
+        with h5py.File(tmp_path / "default.h5") as a, h5py.File(tmp_path / "explicit.h5") as b:
+            np.testing.assert_array_equal(a["embeddings"][:], b["embeddings"][:])
+        (tmp_path / "default.h5").unlink()
+        (tmp_path / "explicit.h5").unlink()
 
 
 def error_line(capsys: pytest.CaptureFixture) -> str:
@@ -244,7 +267,7 @@ def test_bad_input_exits_2_and_leaves_no_file(
     fasta = tmp_path / "in.fa"
     fasta.write_text(content)
     out = tmp_path / "out.h5"
-    assert embed(fasta, lm_checkpoint, out, *extra) == 2
+    assert embed(fasta, lm_checkpoint, out, *extra) == 3
     assert needle in error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.fa"]
 
@@ -253,13 +276,13 @@ def test_output_in_a_missing_folder(
     lm_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     fasta = write_fasta(tmp_path / "in.fa", {"s": "ACGT"})
-    assert embed(fasta, lm_checkpoint, tmp_path / "nowhere" / "out.h5") == 2
+    assert embed(fasta, lm_checkpoint, tmp_path / "nowhere" / "out.h5") == 3
     assert "does not exist" in error_line(capsys)
 
 
 def test_a_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     fasta = write_fasta(tmp_path / "in.fa", {"s": "ACGT"})
-    assert embed(fasta, tmp_path / "no-model", tmp_path / "out.h5") == 2
+    assert embed(fasta, tmp_path / "no-model", tmp_path / "out.h5") == 3
     assert "checkpoint not found" in error_line(capsys)
 
 
@@ -272,5 +295,5 @@ def test_a_checkpoint_with_another_tokenizer(
     shutil.copytree(lm_checkpoint, model)
     (model / "tokenizer.json").write_text(json.dumps({"tokenizer_class": "BPETokenizer"}))
     fasta = write_fasta(tmp_path / "in.fa", {"s": "ACGT"})
-    assert embed(fasta, model, tmp_path / "out.h5") == 2
+    assert embed(fasta, model, tmp_path / "out.h5") == 3
     assert "not a DNATokenizer" in error_line(capsys)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pipeline.cli import main
-from pipeline.evaluate import linear_probe
+from pipeline.probe import linear_probe
 from titans_dna.models import TitansConfig, TitansLM
 
 
@@ -103,7 +103,7 @@ def test_embeddings_missing_examples_are_an_error(
         f["lengths"] = np.array([70, 70])
     out = tmp_path / "m.json"
     code = main(["evaluate", "--task", str(task), "--embeddings", f"{path},{path}", "-o", str(out)])
-    assert code == 2
+    assert code == 3
     assert "no embedding for 118 example(s)" in error_line(capsys)
     assert not out.exists()
 
@@ -115,6 +115,6 @@ def test_a_task_without_test_split(
     out = tmp_path / "m.json"
     assert (
         main(["evaluate", "--task", str(task), "--checkpoint", str(checkpoint), "-o", str(out)])
-        == 2
+        == 3
     )
     assert "no test split" in error_line(capsys)

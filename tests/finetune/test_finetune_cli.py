@@ -67,7 +67,8 @@ def test_from_pretrained_then_predict(gue_slice, tiny_lm_checkpoint: Path, tmp_p
 
     predictions = tmp_path / "predictions.csv"
     assert (
-        main(["predict", str(task / "test.csv"), "--model", str(out), "-o", str(predictions)]) == 0
+        main(["predict", str(task / "test.csv"), "--checkpoint", str(out), "-o", str(predictions)])
+        == 0
     )
     with open(predictions, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -144,7 +145,7 @@ def test_bad_tasks_exit_2_with_one_line_and_no_output(
     (task / "train.csv").write_text(train)
     if test:
         (task / "test.csv").write_text(test)
-    assert finetune(task, tmp_path / "run", "none") == 2
+    assert finetune(task, tmp_path / "run", "none") == 3
     one_line_error(capsys, needle)
     assert not (tmp_path / "run").exists() and no_leftovers(tmp_path) == []
 
@@ -156,7 +157,7 @@ def test_classifier_is_refused_as_a_pretrained_checkpoint(
 
     TitansForSequenceClassification(tiny_config(), 2).save_pretrained(tmp_path / "clf")
     task = gue_slice("prom_core_all", train=20, dev=0, test=0)
-    assert finetune(task, tmp_path / "run", str(tmp_path / "clf")) == 2
+    assert finetune(task, tmp_path / "run", str(tmp_path / "clf")) == 3
     one_line_error(capsys, "is a fine-tuned classifier", "pretrained")
     assert not (tmp_path / "run").exists()
 
@@ -167,9 +168,16 @@ def test_pretrained_lm_is_refused_by_predict(
     (tmp_path / "in.fa").write_text(">s\nACGT\n")
     out = tmp_path / "p.csv"
     code = main(
-        ["predict", str(tmp_path / "in.fa"), "--model", str(tiny_lm_checkpoint), "-o", str(out)]
+        [
+            "predict",
+            str(tmp_path / "in.fa"),
+            "--checkpoint",
+            str(tiny_lm_checkpoint),
+            "-o",
+            str(out),
+        ]
     )
-    assert code == 2
+    assert code == 3
     one_line_error(capsys, "is a pretrained language model", "fine-tune")
     assert not out.exists()
 
@@ -178,12 +186,15 @@ def test_output_in_a_missing_folder_fails_before_any_work(
     gue_slice, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     task = gue_slice("prom_core_all", train=20, dev=0, test=0)
-    assert finetune(task, tmp_path / "missing" / "run", "none") == 2
+    assert finetune(task, tmp_path / "missing" / "run", "none") == 3
     one_line_error(capsys, "does not exist")
 
 
 def test_schedule_warms_up_then_decays() -> None:
-    from pipeline.finetune import lr_factor
+    from pipeline.optim import warmup_then_decay
+
+    def lr_factor(done, warmup, shape):
+        return warmup_then_decay(done, warmup, shape=shape)
 
     assert lr_factor(0.025, 0.05, "cosine") == pytest.approx(0.5)
     assert lr_factor(0.05, 0.05, "cosine") == pytest.approx(1.0)
@@ -242,7 +253,7 @@ def test_bad_model_overrides(
     gue_slice, tmp_path: Path, capsys: pytest.CaptureFixture, extra: tuple[str, ...], needle: str
 ) -> None:
     task = gue_slice("prom_core_all", train=20, dev=0, test=0)
-    assert finetune(task, tmp_path / "run", "none", *extra) == 2
+    assert finetune(task, tmp_path / "run", "none", *extra) == 3
     one_line_error(capsys, needle)
 
 

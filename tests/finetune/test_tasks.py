@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.tasks import load_task
+from pipeline.io.tasks import load_task
 
 from .conftest import write_split
 
@@ -76,7 +76,7 @@ def test_bed_task_with_genome(shared_data: Path, tmp_path: Path) -> None:
     (tmp_path / "train.bed").write_text("track name=x\n" + "\n".join(lines) + "\n")
     task = load_task(tmp_path, genome=genome)
     every = task.train.ids + task.dev.ids
-    assert "CHROMOSOME_I:100-160(-)" in every
+    assert "CHROMOSOME_I:101-160(-)" in every
     assert task.label_names == ["down", "up"]
     assert all(len(s) == 60 for s in task.train.sequences)
 

@@ -32,7 +32,7 @@ def tokenize(capfd: pytest.CaptureFixture, tmp_path: Path, *args: object) -> tup
 def assert_failed_cleanly(result: tuple[int, str, Path], path: Path, *problem: str) -> None:
     code, err, out_dir = result
     lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, err
+    assert code == 3, err
     assert len(lines) == 1, err
     assert lines[0].startswith(PREFIX + str(path)), lines[0]
     for words in problem:
@@ -193,7 +193,7 @@ def test_existing_output_is_kept_on_failure(shared_data: Path, tmp_path: Path, c
     before = store.read_bytes()
     bad = write(tmp_path / "bad.fa", b"")
     code, err, _ = tokenize(capfd, tmp_path, bad)
-    assert code == 2 and "empty file" in err
+    assert code == 3 and "empty file" in err
     assert store.read_bytes() == before and list(out_dir.iterdir()) == [store]
 
 
@@ -202,7 +202,7 @@ def test_missing_output_folder(shared_data: Path, tmp_path: Path, capfd) -> None
     capfd.readouterr()
     code = main(["tokenize", str(good), "-o", str(tmp_path / "nowhere" / "store.h5")])
     err = capfd.readouterr().err.strip()
-    assert code == 2 and err.startswith(PREFIX) and "does not exist" in err
+    assert code == 3 and err.startswith(PREFIX) and "does not exist" in err
     assert "\n" not in err
 
 
@@ -217,7 +217,7 @@ def test_output_is_a_folder(shared_data: Path, tmp_path: Path, capfd) -> None:
     code = main(["tokenize", str(good), "-o", str(tmp_path)])
     err = capfd.readouterr().err.strip()
     assert (
-        code == 2
+        code == 3
         and err == f"{PREFIX}{tmp_path}: the output is a folder; give a file name such as store.h5"
     )
     assert list(tmp_path.iterdir()) == []

@@ -237,10 +237,10 @@ def test_bed_intervals_strand_aware(tmp_path: Path) -> None:
     )
     records = list(read_bed_sequences(bed, genome_fa))
     assert [r.name for r in records] == [
-        "chr1:0-4(+)",
-        "chr1:2-12(-)",
-        "chr1:12-16(+)",
-        "chr2:0-4(+)",
+        "chr1:1-4(+)",
+        "chr1:3-12(-)",
+        "chr1:13-16(+)",
+        "chr2:1-4(+)",
     ]
     bases = parse_fasta_text(genome_fa.read_bytes())
     assert records[0].sequence == b"AACC"
@@ -340,6 +340,6 @@ def test_reads_without_sequence_are_skipped_with_a_warning(
             if i < 2:
                 read.query_sequence = None
             out.write(read)
-    with caplog.at_level(logging.WARNING, logger="titans_dna"):
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
         assert len(list(read_sequences(bam))) == 110
     assert "skipped 2 reads" in caplog.text

@@ -8,7 +8,7 @@ import torch
 from titans_dna.models.config import TitansConfig
 from titans_dna.models.lm import TitansLM
 
-VARIANTS = ["lmm", "mac", "mag", "mal"]
+VARIANTS = ["lmm", "mac", "mag", "mal", "swa"]
 
 
 def _config(variant: str, **overrides) -> TitansConfig:

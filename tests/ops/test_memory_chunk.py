@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import titans_dna.ops.memory.chunk as chunk_module
-from titans_dna.ops.memory import MemoryState, neural_memory
+from titans_dna.ops.memory import UPDATES, MemoryState, neural_memory
 from titans_dna.ops.memory.chunk import chunk_memory, segment_sums
 
 
@@ -24,26 +24,30 @@ def _assert_same(got, want, rel_err, tol=1e-11):
         assert rel_err(a, b) < tol
 
 
+@pytest.mark.parametrize("update", UPDATES)
 @pytest.mark.parametrize("depth", [1, 2, 3])
 @pytest.mark.parametrize("length", [1, 63, 65, 200])
 @pytest.mark.parametrize("chunk_size", [1, 16, 64])
-def test_chunk_equals_naive(memory_case, rel_err, depth, length, chunk_size):
+def test_chunk_equals_naive(memory_case, rel_err, depth, length, chunk_size, update):
     # each case runs the four combinations of initial state (random / zero momentum) and clipping
     for initial in ("random", "zero_momentum"):
         for max_norm in (None, 0.3):
             case = memory_case(
                 batch=1, length=length, depth=depth, initial=initial, seed=length + depth, lr=0.2
             )
-            kw = {"chunk_size": chunk_size, "max_surprise_norm": max_norm}
+            kw = {"chunk_size": chunk_size, "max_surprise_norm": max_norm, "update": update}
             _assert_same(_run(case, "chunk", **kw), _run(case, "naive", **kw), rel_err)
 
 
+@pytest.mark.parametrize("update", UPDATES)
 @pytest.mark.parametrize("activation", ["silu", "gelu", "relu"])
 @pytest.mark.parametrize("residual", [False, True])
-def test_chunk_equals_naive_activations_and_residual(memory_case, rel_err, activation, residual):
+def test_chunk_equals_naive_activations_and_residual(
+    memory_case, rel_err, activation, residual, update
+):
     case = memory_case(length=45, depth=2)
     kw = {"chunk_size": 16, "max_surprise_norm": 0.5, "activation": activation}
-    kw["residual"] = residual
+    kw.update(residual=residual, update=update)
     _assert_same(_run(case, "chunk", **kw), _run(case, "naive", **kw), rel_err)
     grads = {}
     for impl in ("chunk", "naive"):
@@ -55,13 +59,22 @@ def test_chunk_equals_naive_activations_and_residual(memory_case, rel_err, activ
         assert rel_err(got, want) < 1e-10
 
 
-def test_chunk_size_one_is_the_token_recurrence(memory_case, rel_err):
+@pytest.mark.parametrize("update", UPDATES)
+def test_chunk_size_one_is_the_token_recurrence(memory_case, rel_err, update):
     # the plain recurrence differs from the chunked semantics: chunk 1 must not equal chunk 16
     case = memory_case(length=40, depth=2)
-    plain = _run(case, "naive", chunk_size=1, max_surprise_norm=1.0)
-    _assert_same(_run(case, "chunk", chunk_size=1, max_surprise_norm=1.0), plain, rel_err)
-    chunked = _run(case, "chunk", chunk_size=16, max_surprise_norm=1.0)
+    kw = {"max_surprise_norm": 1.0, "update": update}
+    plain = _run(case, "naive", chunk_size=1, **kw)
+    _assert_same(_run(case, "chunk", chunk_size=1, **kw), plain, rel_err)
+    chunked = _run(case, "chunk", chunk_size=16, **kw)
     assert rel_err(chunked[0], plain[0]) > 1e-3
+
+
+def test_updates_differ(memory_case, rel_err):
+    case = memory_case(length=40, depth=2, lr=1.0)
+    kw = {"chunk_size": 16, "max_surprise_norm": 1.0}
+    paper, normalized = (_run(case, "chunk", update=u, **kw)[0] for u in ("paper", "normalized"))
+    assert rel_err(normalized, paper) > 1e-2
 
 
 def _loss(y: torch.Tensor, end: MemoryState, gen: torch.Generator) -> torch.Tensor:
@@ -72,15 +85,16 @@ def _loss(y: torch.Tensor, end: MemoryState, gen: torch.Generator) -> torch.Tens
     return total
 
 
+@pytest.mark.parametrize("update", UPDATES)
 @pytest.mark.parametrize("depth", [1, 2, 3])
 @pytest.mark.parametrize("max_norm", [None, 0.3])
-def test_gradients_equal_naive(memory_case, rel_err, depth, max_norm):
+def test_gradients_equal_naive(memory_case, rel_err, depth, max_norm, update):
     case = memory_case(length=37, depth=depth, lr=0.3)
     grads = {}
     for impl in ("chunk", "naive"):
         leaves = [x.clone().requires_grad_() for x in case.leaves()]
         run = case.from_leaves(leaves, depth)
-        y, end = _run(run, impl, chunk_size=16, max_surprise_norm=max_norm)
+        y, end = _run(run, impl, chunk_size=16, max_surprise_norm=max_norm, update=update)
         _loss(y, end, torch.Generator().manual_seed(1)).backward()
         grads[impl] = [x.grad for x in leaves]
     names = ["q", "k", "v", "theta", "eta", "alpha"] + ["W"] * depth + ["S"] * depth
@@ -89,14 +103,17 @@ def test_gradients_equal_naive(memory_case, rel_err, depth, max_norm):
         assert rel_err(got, want) < 1e-10, name
 
 
+@pytest.mark.parametrize("update", UPDATES)
 @pytest.mark.parametrize("depth", [1, 2])
-def test_gradcheck(memory_case, depth):
+def test_gradcheck(memory_case, depth, update):
     case = memory_case(batch=1, length=5, heads=1, dim=3, depth=depth, hidden=4, seed=3)
     leaves = [x.clone().requires_grad_() for x in case.leaves()]
 
     def fn(*xs):
         run = case.from_leaves(list(xs), depth)
-        y, end = chunk_memory(*run[:6], run.state, chunk_size=2, max_surprise_norm=0.5)
+        y, end = chunk_memory(
+            *run[:6], run.state, chunk_size=2, max_surprise_norm=0.5, update=update
+        )
         return y, *end.weights, *end.momentum
 
     assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-7)
@@ -140,10 +157,11 @@ def _extreme(case):
     return case._replace(theta=theta, eta=eta, alpha=alpha)
 
 
+@pytest.mark.parametrize("update", UPDATES)
 @pytest.mark.parametrize("depth", [1, 2])
-def test_extreme_gates_equal_naive_and_stay_finite(memory_case, rel_err, depth):
+def test_extreme_gates_equal_naive_and_stay_finite(memory_case, rel_err, depth, update):
     case = _extreme(memory_case(length=70, depth=depth))
-    kw = {"chunk_size": 16, "max_surprise_norm": 1.0}
+    kw = {"chunk_size": 16, "max_surprise_norm": 1.0, "update": update}
     _assert_same(_run(case, "chunk", **kw), _run(case, "naive", **kw), rel_err, tol=1e-9)
     leaves = [x.float().requires_grad_() for x in case.leaves()]
     y, end = _run(case.from_leaves(leaves, depth), "chunk", **kw)

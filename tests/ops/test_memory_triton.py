@@ -27,7 +27,7 @@ import torch.nn.functional as F  # noqa: E402
 pytest.importorskip("triton")
 
 import titans_dna.ops.memory as memory  # noqa: E402
-from titans_dna.ops.memory import MemoryState, neural_memory  # noqa: E402
+from titans_dna.ops.memory import UPDATES, MemoryState, neural_memory  # noqa: E402
 from titans_dna.ops.memory import triton as fused  # noqa: E402
 
 if fused.INTERPRETED == NATIVE:
@@ -152,12 +152,13 @@ LINEAR_CASES = [
 ]
 
 
+@pytest.mark.parametrize("update", UPDATES)
 @pytest.mark.parametrize(("shape", "chunk_size", "clip"), LINEAR_CASES)
 def test_linear_matches_chunk(
-    shape: tuple[int, int, int, int], chunk_size: int, clip: float | None
+    shape: tuple[int, int, int, int], chunk_size: int, clip: float | None, update: str
 ) -> None:
     case = make_case(shape, seed=sum(shape) + chunk_size)
-    compare_to_chunk(case, chunk_size, FP32_TOL, max_surprise_norm=clip)
+    compare_to_chunk(case, chunk_size, FP32_TOL, max_surprise_norm=clip, update=update)
 
 
 MLP_CASES = [
@@ -171,6 +172,7 @@ MLP_CASES = [
 ]
 
 
+@pytest.mark.parametrize("update", UPDATES)
 @pytest.mark.parametrize(
     ("shape", "hidden", "chunk_size", "activation", "residual", "clip"), MLP_CASES
 )
@@ -181,6 +183,7 @@ def test_mlp_matches_chunk(
     activation: str,
     residual: bool,
     clip: float | None,
+    update: str,
 ) -> None:
     case = make_case(shape, hidden, seed=sum(shape) + hidden)
     compare_to_chunk(
@@ -190,14 +193,16 @@ def test_mlp_matches_chunk(
         activation=activation,
         residual=residual,
         max_surprise_norm=clip,
+        update=update,
     )
 
 
+@pytest.mark.parametrize("update", UPDATES)
 @pytest.mark.parametrize("hidden", [0, 32])
-def test_extreme_gates_match_chunk(hidden: int) -> None:
+def test_extreme_gates_match_chunk(hidden: int, update: str) -> None:
     """α = 1, η = 0 and θ = 0 tokens: the clamped log-gates stay finite and agree."""
     case = make_case((1, 50, 2, 16), hidden, seed=7, extreme=True)
-    compare_to_chunk(case, 16, FP32_TOL)
+    compare_to_chunk(case, 16, FP32_TOL, update=update)
 
 
 @pytest.mark.parametrize(
@@ -219,12 +224,20 @@ def test_half_inputs_match_chunk(
 
 
 @pytest.mark.parametrize(
-    ("hidden", "residual", "clip"), [(0, False, 0.4), (32, True, None), (32, False, 0.4)]
+    ("hidden", "residual", "clip", "update"),
+    [
+        (0, False, 0.4, "normalized"),
+        (32, True, None, "normalized"),
+        (32, False, 0.4, "normalized"),
+        (32, False, 0.4, "paper"),
+    ],
 )
-def test_matches_naive_definition(hidden: int, residual: bool, clip: float | None) -> None:
+def test_matches_naive_definition(
+    hidden: int, residual: bool, clip: float | None, update: str
+) -> None:
     """The kernels (float32) against the token-by-token chunked semantics in float64."""
     case = make_case((1, 37, 2, 16), hidden, seed=11)
-    kw = {"residual": residual, "max_surprise_norm": clip}
+    kw = {"residual": residual, "max_surprise_norm": clip, "update": update}
     got_out, got_grad = evaluate("triton", case, 16, **kw)
     want_out, want_grad = evaluate("naive", case, 16, cast=torch.float64, **kw)
     names = [f"out{i}" for i in range(len(got_out))]

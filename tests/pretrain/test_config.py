@@ -104,7 +104,7 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
         load_config(_write(tmp_path, "train: [unclosed\n"))
     with pytest.raises(PipelineError, match="cannot read configuration"):
         load_config(tmp_path / "absent.yaml")
-    with pytest.raises(PipelineError, match="--set nokey: expected key=value"):
+    with pytest.raises(PipelineError, match="--set nokey: expected KEY=VALUE"):
         load_config(None, ["nokey"], ["a.h5"])
 
 

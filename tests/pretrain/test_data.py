@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline.errors import PipelineError
 from pipeline.pretrain.config import DataSection, TrainSection
 from pipeline.pretrain.data import Corpus, target_weights
-from pipeline.pretrain.schedule import stage
+from pipeline.pretrain.schedule import stage, stream_position
 from pipeline.tokenstore import write_token_store
 from titans_dna.tokenizer import N_ID, SEP_ID, DNATokenizer
 
@@ -175,3 +177,37 @@ def test_sequence_length_warmup_keeps_tokens_per_step() -> None:
         (1024, 4),
     ]
     assert stage(5, TrainSection(context=512, batch_size=2)) == (512, 2)
+
+
+def test_stream_positions_restart_at_every_stage() -> None:
+    train = TrainSection(context=1024, batch_size=4, stream_windows=3)
+    assert [stream_position(s, train)[:2] for s in range(7)] == [
+        (0, 0), (0, 1), (0, 2), (3, 0), (3, 1), (3, 2), (6, 0)
+    ]  # fmt: skip
+    # two groups take turns: group 0 reads at steps 0, 2, 4, group 1 at 1, 3, 5
+    mixed = TrainSection(context=1024, batch_size=4, stream_windows=3, stream_interleave=2)
+    assert [stream_position(s, mixed) for s in range(8)] == [
+        (0, 0, 0), (1, 0, 1), (0, 1, 0), (1, 1, 1), (0, 2, 0), (1, 2, 1), (6, 0, 0), (7, 0, 1)
+    ]  # fmt: skip
+    warm = TrainSection(
+        context=1024, batch_size=4, seqlen_warmup_start=256, seqlen_warmup_steps=4,
+        stream_windows=3,
+    )  # fmt: skip
+    # stages start at steps 0, 4 and 8 (the final context); streams restart with each
+    assert [stream_position(s, warm)[0] for s in range(14)] == [
+        0, 0, 0, 3, 4, 4, 4, 7, 8, 8, 8, 11, 11, 11
+    ]  # fmt: skip
+
+
+def test_stream_windows_continue_one_stretch(lambda_store: Path) -> None:
+    corpus = _corpus([lambda_store])
+    context, windows = 64, 4
+    batches = [corpus.train_batch(0, 2, context, range(2), (0, j, windows)) for j in range(windows)]
+    for before, after in itertools.pairwise(batches):
+        # the first input of a window is the last target of the one before
+        assert torch.equal(after.inputs[:, 0], before.targets[:, -1])
+    stretch = [corpus.draw_window(0, row, windows * context + 1).ids for row in range(2)]
+    joined = torch.cat([b.inputs for b in batches], 1)
+    assert torch.equal(joined, torch.from_numpy(np.stack(stretch)[:, :-1].astype(np.int64)))
+    other = corpus.train_batch(4, 2, context, range(2), (4, 0, windows))
+    assert not torch.equal(other.inputs, batches[0].inputs)  # a new stream, a new stretch

@@ -126,7 +126,7 @@ def test_cli_runs_and_reports_bad_store(
     junk = tmp_path / "junk.h5"
     junk.write_text("text\n")
     code = main(["pretrain", "--store", str(junk), "--out", str(tmp_path / "bad"), *sets])
-    assert code == 2
+    assert code == 3
     assert "titans-dna pretrain: error:" in capsys.readouterr().err
 
 
@@ -155,3 +155,55 @@ def test_non_finite_gradients_stop_before_the_update(
     with pytest.raises(PipelineError, match="non-finite gradients at step 1 "):
         run_pretraining(tiny_config([lambda_store]), tmp_path / "run", device="cpu")
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_streams_carry_the_state_from_window_to_window(
+    lambda_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    positions = []
+    forward = TitansLM.forward
+
+    def spy(self, tokens, state=None):
+        if self.training:
+            positions.append(None if state is None else state.position)
+        return forward(self, tokens, state)
+
+    monkeypatch.setattr(TitansLM, "forward", spy)
+    config = tiny_config(
+        [lambda_store], "train.stream_windows=3", "train.max_steps=6", "eval.markov_max_order=0"
+    )
+    run_pretraining(config, tmp_path / "run", device="cpu")
+    assert positions == [None, 128, 256, None, 128, 256]
+    positions.clear()
+    config = tiny_config(
+        [lambda_store], "train.stream_windows=2", "train.stream_interleave=2",
+        "train.max_steps=6", "eval.markov_max_order=0",
+    )  # fmt: skip
+    run_pretraining(config, tmp_path / "mixed", device="cpu")
+    assert positions == [None, None, 128, 128, None, None]  # two groups of streams take turns
+
+
+def test_resume_inside_a_stream_replays_its_windows(
+    lambda_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    sets = ("train.stream_windows=3", "eval.markov_max_order=0", "checkpoint.every=4")
+    out = tmp_path / "run"
+    run_pretraining(tiny_config([lambda_store], *sets, "train.max_steps=4"), out, device="cpu")
+    positions = []
+    forward = TitansLM.forward
+
+    def spy(self, tokens, state=None):
+        if self.training:
+            positions.append(None if state is None else state.position)
+        return forward(self, tokens, state)
+
+    monkeypatch.setattr(TitansLM, "forward", spy)
+    with caplog.at_level("INFO"):
+        run_pretraining(tiny_config([lambda_store], *sets, "train.max_steps=6"), out, device="cpu")
+    assert "replaying 1 window(s)" in caplog.text
+    assert positions == [128, 256]  # steps 4 and 5 continue the stream step 3 began
+
+
+def test_streams_need_aligned_contexts(lambda_store: Path) -> None:
+    with pytest.raises(PipelineError, match="multiples of 64"):
+        tiny_config([lambda_store], "train.stream_windows=2", "train.context=96")

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.batching import reverse_complement
 from pipeline.pretrain.markov import (
     MarkovCounts,
     _eval_positions,
     _order_probabilities,
     evaluate_markov,
-    reverse_complement_ids,
 )
 from titans_dna.tokenizer import DNATokenizer
 
@@ -82,7 +82,7 @@ def test_structured_sequence_is_learned_and_best_order_found() -> None:
 def test_both_strands_counts_reverse_complement() -> None:
     ids, _ = TOKENIZER.encode("AAAACCCG")
     counts = MarkovCounts([ids], 1, both_strands=True)
-    rc = reverse_complement_ids(ids)
+    rc = reverse_complement(ids)
     assert TOKENIZER.decode(rc) == "CGGGTTTT"
     assert counts.raw[0].ravel().tolist() == [4, 4, 4, 4]  # A C G T over both strands
     assert counts.raw[1][0, 0] == 3 and counts.raw[1][3, 3] == 3  # AA forward, TT reverse

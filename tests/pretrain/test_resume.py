@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from pipeline.errors import PipelineError
+from pipeline.manifest import MANIFEST_FILE
 from pipeline.pretrain import checkpoint as ckpt
 from pipeline.pretrain.loop import run_pretraining
 
@@ -110,7 +111,7 @@ def test_half_written_and_corrupt_checkpoints_are_ignored(run_with_checkpoints: 
     good = root / "step-00000008"
     shutil.copytree(good, root / ".step-00000020.tmp-999")  # an interrupted write
     shutil.copytree(good, root / "step-00000016")
-    (root / "step-00000016" / ckpt.MANIFEST_FILE).unlink()  # killed before the manifest
+    (root / "step-00000016" / MANIFEST_FILE).unlink()  # killed before the manifest
     shutil.copytree(good, root / "step-00000012")
     state = root / "step-00000012" / ckpt.STATE_FILE
     state.write_bytes(state.read_bytes()[:100])  # truncated file
@@ -137,7 +138,7 @@ def test_full_disk_keeps_previous_checkpoint(
     monkeypatch.setattr(ckpt.torch, "save", fill_disk)
     out = tmp_path / "run"
     config = tiny_config([lambda_store], "train.max_steps=12", "eval.markov_max_order=0")
-    with pytest.raises(PipelineError, match=r"No space left on device.*step-00000004 is intact"):
+    with pytest.raises(PipelineError, match=r"no space left on device.*step-00000004 is intact"):
         run_pretraining(config, out, device="cpu")
     root = out / "checkpoints"
     assert sorted(p.name for p in root.iterdir()) == ["step-00000004"]  # no partial folder

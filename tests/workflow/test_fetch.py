@@ -120,6 +120,6 @@ def test_cli_uses_the_mirror_environment_and_reports_errors(
     assert hits["/error500/genome.fa"] == 0  # served from the mirror
     monkeypatch.delenv("TITANS_DNA_MIRROR")
     argv = ["fetch", url, "--sha256", SHA, "-o", str(out / "h.fa"), "--retries", "1"]
-    assert main([*argv, "--backoff", "0.01"]) == 2
+    assert main([*argv, "--backoff", "0.01"]) == 3
     assert "titans-dna fetch: error: " in capsys.readouterr().err
     assert hits["/error500/genome.fa"] == 2 and not (out / "h.fa").exists()

@@ -39,15 +39,18 @@ def test_dry_run_of_the_default_configuration():
     assert result.returncode == 0, result.stdout
     jobs = _planned_jobs(result.stdout)
     assert jobs == {
-        "fetch_genome": 5,
+        "fetch_genome": 6,
         "fetch_task_file": 6,
+        "fetch_vcf": 1,
         "tokenize": 4,
         "pretrain": 1,
         "finetune": 2,
         "embed": 1,
+        "long_context": 1,
+        "score_variants": 1,
         "report": 1,
         "all": 1,
-        "total": 21,
+        "total": 25,
     }
 
 

@@ -5,6 +5,7 @@ MAC  per segment s: h = M_{s-1}*(q(norm x)); y = Attn([persistent | h | segment]
      update M with y; x += gate(y, M_s*(y));                x += MLP(norm x)
 MAG  x += gate(SWA(norm x), M(norm x));                     x += MLP(norm x)
 MAL  x += M(norm x); x += SWA(norm x);                      x += MLP(norm x)
+SWA  x += SWA(norm x);                                      x += MLP(norm x)   (no memory)
 
 Every block maps (x [B, T, d_model], state | None) -> (x, state); the state lets a sequence be
 processed in pieces with memory that does not grow with its length.
@@ -40,8 +41,15 @@ def _memory(cfg: TitansConfig) -> NeuralMemory:
         max_surprise_norm=cfg.max_surprise_norm,
         activation=cfg.memory_activation,
         residual=cfg.memory_residual,
+        update=cfg.memory_update,
         impl=cfg.memory_impl,
     )
+
+
+def _fresh(memory: NeuralMemory, state: NeuralMemoryState) -> NeuralMemoryState:
+    """``memory``'s initial state for the batch, device and dtype of ``state``."""
+    conv = state.conv_q
+    return memory.initial_state(conv.shape[0], conv.device, conv.dtype)
 
 
 def _window_attention(cfg: TitansConfig) -> SlidingWindowAttention:
@@ -76,6 +84,10 @@ class LMMBlock(_FeedForward):
     ) -> tuple[torch.Tensor, NeuralMemoryState]:
         m, state = self.memory(self.memory_norm(x), state)
         return self.feed_forward(x + self.dropout(m)), state
+
+    def reset_memory(self, state: NeuralMemoryState) -> NeuralMemoryState:
+        """The memory back at its learned initial state (same batch, device, dtype)."""
+        return _fresh(self.memory, state)
 
 
 @dataclass
@@ -127,6 +139,11 @@ class MACBlock(_FeedForward):
         m, mem = self.memory(self.memory_norm(y), state.memory)
         return self.gate(y, m), MACState(read_conv, mem)
 
+    def reset_memory(self, state: MACState) -> MACState:
+        """The memory (and its read path's history) back at the learned initial state."""
+        mem = _fresh(self.memory, state.memory)
+        return MACState(read_conv=mem.conv_q, memory=mem)
+
 
 @dataclass
 class MAGState:
@@ -156,6 +173,10 @@ class MAGBlock(_FeedForward):
         m, mem = self.memory(xn, state.memory if state else None)
         x = x + self.dropout(self.gate(a, m))
         return self.feed_forward(x), MAGState(cache, mem)
+
+    def reset_memory(self, state: MAGState) -> MAGState:
+        """The memory back at its learned initial state; the attention cache is kept."""
+        return MAGState(state.attention, _fresh(self.memory, state.memory))
 
 
 @dataclass
@@ -187,10 +208,36 @@ class MALBlock(_FeedForward):
         x = x + self.dropout(a)
         return self.feed_forward(x), MALState(mem, cache)
 
+    def reset_memory(self, state: MALState) -> MALState:
+        """The memory back at its learned initial state; the attention cache is kept."""
+        return MALState(_fresh(self.memory, state.memory), state.attention)
+
+
+class SWABlock(_FeedForward):
+    """Sliding-window attention without memory: the ablation that shows what the memory adds.
+    State: WindowCache."""
+
+    def __init__(self, cfg: TitansConfig) -> None:
+        super().__init__(cfg)
+        self.attention_norm = rms_norm(cfg.d_model)
+        self.attention = _window_attention(cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self, x: torch.Tensor, state: WindowCache | None = None
+    ) -> tuple[torch.Tensor, WindowCache]:
+        a, cache = self.attention(self.attention_norm(x), state)
+        return self.feed_forward(x + self.dropout(a)), cache
+
+    def reset_memory(self, state: WindowCache) -> WindowCache:
+        """No memory to reset."""
+        return state
+
 
 BLOCKS: dict[str, type[nn.Module]] = {
     "lmm": LMMBlock,
     "mac": MACBlock,
     "mag": MAGBlock,
     "mal": MALBlock,
+    "swa": SWABlock,
 }

@@ -20,9 +20,10 @@ from titans_dna.layers.norm import HeadRMSNorm
 from titans_dna.ops.memory import MemoryState, neural_memory
 from titans_dna.ops.memory.activations import get_activation
 
-# Initial gate values (biases of the gate projection): a modest learning rate θ = 0.1·θ_max
-# (θ_max = 1 with unit keys is the stability edge of a linear memory), momentum η = 0.8, and
-# forgetting α ≈ 0.0025, i.e. a memory horizon of a few hundred tokens that training can widen.
+# Initial gate values (biases of the gate projection): a learning rate θ = 0.1·θ_max (the
+# normalized update damps any larger step; the paper's update is stable per token only below
+# 1 / ‖k‖² = 1, and per chunk far lower), momentum η = 0.8, and forgetting α ≈ 0.0025, a memory
+# horizon of a few hundred tokens that training adjusts.
 _THETA_INIT = 0.1
 _ETA_INIT = 0.8
 _ALPHA_INIT = 0.0025
@@ -58,6 +59,7 @@ class NeuralMemory(nn.Module):
         max_surprise_norm: float | None,
         activation: str = "silu",
         residual: bool = False,
+        update: str = "normalized",
         impl: str = "auto",
     ) -> None:
         super().__init__()
@@ -68,6 +70,7 @@ class NeuralMemory(nn.Module):
         self.max_surprise_norm = max_surprise_norm
         self.activation = activation
         self.residual = residual
+        self.update = update
         self.impl = impl
         inner = n_heads * self.head_dim
         self.q_proj = nn.Linear(d_model, inner, bias=False)
@@ -123,6 +126,7 @@ class NeuralMemory(nn.Module):
             max_surprise_norm=self.max_surprise_norm,
             activation=self.activation,
             residual=self.residual,
+            update=self.update,
         )
         return self._output(x, y), NeuralMemoryState(conv_q, conv_kv, memory)
 

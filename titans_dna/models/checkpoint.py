@@ -3,11 +3,10 @@ model.safetensors, written atomically and checked strictly on load."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from titans_dna.atomic import atomic_dir
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -39,7 +40,9 @@ def save_checkpoint(
 
     `extra` holds further JSON fields stored beside "config" (e.g. label names). The folder is
     built under a temporary name and renamed when complete, so a crash never leaves a half
-    checkpoint under the final name; files another writer adds must be written afterwards.
+    checkpoint under the final name; files another writer adds must be written afterwards. An
+    existing `directory` is replaced only when it is empty or a checkpoint (CheckpointError
+    otherwise: a folder of other files is never deleted).
     """
     extra = dict(extra or {})
     clash = sorted(set(extra) & set(_RESERVED))
@@ -48,10 +51,40 @@ def save_checkpoint(
     meta = {"model_type": model_type, "format_version": FORMAT_VERSION, "config": config, **extra}
     tensors = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
     final = Path(directory)
-    with _atomic_dir(final) as tmp:
-        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+    if not final.parent.is_dir():
+        raise CheckpointError(f"{final}: output folder {final.parent} does not exist")
+    try:
+        with atomic_dir(final, replaceable=_is_checkpoint_or_empty) as tmp:
+            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+            _save_tensors(tensors, tmp / WEIGHTS_FILE)
+    except FileExistsError:
+        raise CheckpointError(
+            f"{final}: exists and is not a checkpoint; it is left as it is (choose another "
+            "folder or remove it)"
+        ) from None
     return final
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """save_file, with its I/O failures (a full disk) raised as OSError like any other write,
+    and the file's permissions from the umask like its siblings' (safetensors writes 0600)."""
+    try:
+        save_file(tensors, str(path), metadata={"format": "pt"})
+    except SafetensorError as err:
+        code = re.search(r"os error (\d+)", str(err))
+        raise OSError(int(code[1]) if code else errno.EIO, str(err), str(path)) from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def _is_checkpoint_or_empty(folder: Path) -> bool:
+    if not any(folder.iterdir()):
+        return True
+    try:
+        return "model_type" in json.loads((folder / CONFIG_FILE).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def read_checkpoint_meta(directory: str | Path, *, model_type: str) -> dict[str, Any]:
@@ -93,6 +126,12 @@ def load_weights(model: nn.Module, directory: str | Path, map_location: str = "c
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path}: unreadable weights ({err})") from err
     _check_matches(model.state_dict(), tensors, path)
+    broken = [n for n, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
+    if broken:
+        raise CheckpointError(
+            f"{path}: corrupt weights: {len(broken)} tensor(s) hold NaN or infinity "
+            f"({_listing(broken)})"
+        )
     model.load_state_dict(tensors, strict=True)
 
 
@@ -121,24 +160,3 @@ def _listing(items: list[str]) -> str:
     shown = ", ".join(items[:_MAX_LISTED])
     more = len(items) - _MAX_LISTED
     return f"{shown} (+{more} more)" if more > 0 else shown
-
-
-@contextmanager
-def _atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces `final` (old contents removed)."""
-    if not final.parent.is_dir():
-        raise CheckpointError(f"{final}: output folder {final.parent} does not exist")
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -25,7 +25,7 @@ from titans_dna.models.checkpoint import (
 from titans_dna.models.config import TitansConfig
 from titans_dna.models.lm import MODEL_TYPE as LM_MODEL_TYPE
 from titans_dna.models.lm import TitansLM
-from titans_dna.models.pooling import SequencePooling
+from titans_dna.models.pooling import SequencePooling, pool_pieces
 
 MODEL_TYPE = "titans-classifier"
 CLASSIFIER_POOLINGS = ("mean", "last", "attention")
@@ -90,13 +90,11 @@ class TitansForSequenceClassification(nn.Module):
                 f"piece_len {piece_len} is not a multiple of {self.config.stream_multiple}"
             )
         step = piece_len or max(tokens.shape[1], 1)
-        acc, state = None, None
-        for start in range(0, tokens.shape[1], step):
-            _, hidden, state = self.lm(tokens[:, start : start + step], state)
-            if acc is None:
-                acc = self.pool.start(hidden.shape[0], hidden.device, hidden.dtype)
-            self.pool.update(acc, hidden, attention_mask[:, start : start + step])
-        return self.pool.finish(acc)
+        pieces = (
+            (start, tokens[:, start : start + step], attention_mask[:, start : start + step])
+            for start in range(0, tokens.shape[1], step)
+        )
+        return pool_pieces(self.lm, self.pool, pieces)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write config.json (model_type, LM config, labels, pooling) and model.safetensors."""

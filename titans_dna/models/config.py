@@ -7,9 +7,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-VARIANTS = ("lmm", "mac", "mag", "mal")
+MEMORY_VARIANTS = ("lmm", "mac", "mag", "mal")
+# "swa": sliding-window attention only, no memory: the ablation the memory is measured against
+VARIANTS = (*MEMORY_VARIANTS, "swa")
 MEMORY_ACTIVATIONS = ("silu", "gelu", "relu")
 MEMORY_IMPLS = ("auto", "naive", "chunk", "triton")
+MEMORY_UPDATES = ("normalized", "paper")
 
 # Presets. tiny runs on a laptop CPU (the demo workflow); small and base are GPU sizes.
 _PRESETS: dict[str, dict[str, Any]] = {
@@ -23,7 +26,6 @@ _PRESETS: dict[str, dict[str, Any]] = {
         segment_len=256,
         window=256,
         n_persistent=4,
-        theta_max=0.1,
     ),
     "small": dict(
         d_model=256,
@@ -35,7 +37,6 @@ _PRESETS: dict[str, dict[str, Any]] = {
         segment_len=512,
         window=512,
         n_persistent=8,
-        theta_max=0.03,
     ),
     "base": dict(
         d_model=512,
@@ -47,7 +48,6 @@ _PRESETS: dict[str, dict[str, Any]] = {
         segment_len=1024,
         window=1024,
         n_persistent=16,
-        theta_max=0.03,
     ),
 }
 
@@ -57,9 +57,10 @@ class TitansConfig:
     """Architecture of a Titans DNA language model (paper: Behrouz et al. 2025, arXiv 2501.00663).
 
     variant: "lmm" (memory only), "mac" (memory as context), "mag" (memory as gate),
-    "mal" (memory as layer). The memory is per head: head_dim = d_model // n_heads; an MLP memory
-    (memory_depth >= 2) has hidden width memory_expansion * head_dim. Streaming a sequence in
-    pieces equals one pass when every piece but the last is a multiple of `stream_multiple`.
+    "mal" (memory as layer), or "swa" (sliding-window attention without memory: an ablation).
+    The memory is per head: head_dim = d_model // n_heads; an MLP memory (memory_depth >= 2) has
+    hidden width memory_expansion * head_dim. Streaming a sequence in pieces equals one pass
+    when every piece but the last is a multiple of `stream_multiple`.
     """
 
     vocab_size: int = 10
@@ -75,15 +76,16 @@ class TitansConfig:
     variant: str = "mac"
     dropout: float = 0.0
     conv_kernel: int = 4
-    # Cap of the memory's per-token learning rate. Gradients through the memory recurrence grow
-    # with context when it is large (at initialisation, tiny preset: grad norm 1e16 at 4k tokens
-    # with 1.0, ~10 at 32k with 0.03), so long contexts need a small cap.
-    theta_max: float = 0.1
+    # Cap of the memory's per-token learning rate θ. The normalized update bounds every chunk's
+    # step whatever θ (gradient norms at 16k-64k tokens do not change from 1 to 100); the paper's
+    # update needs a small cap (<= 0.03 at long context) or its gradients explode with length.
+    theta_max: float = 1.0
     max_surprise_norm: float | None = 1.0
     mlp_ratio: float = 4.0
     rope_base: float = 10000.0
     memory_activation: str = "silu"
     memory_residual: bool = False
+    memory_update: str = "normalized"
     memory_impl: str = "auto"
     pad_id: int = 0
     n_id: int = 9
@@ -122,6 +124,10 @@ class TitansConfig:
         _require(
             self.memory_impl in MEMORY_IMPLS,
             f"memory_impl must be one of {MEMORY_IMPLS}, got {self.memory_impl!r}",
+        )
+        _require(
+            self.memory_update in MEMORY_UPDATES,
+            f"memory_update must be one of {MEMORY_UPDATES}, got {self.memory_update!r}",
         )
         _require(
             self.memory_activation in MEMORY_ACTIVATIONS,

@@ -56,6 +56,36 @@ class TitansState:
             _map_tensors(self.layers, lambda t: t.to(*args, **kwargs)), self.position
         )
 
+    @staticmethod
+    def cat(states: list[TitansState]) -> TitansState:
+        """One state of all the streams of `states`, batch after batch (equal tensor shapes
+        but for the batch axis, and positions equal modulo the streaming unit)."""
+        return TitansState(_cat_tensors([s.layers for s in states]), states[0].position)
+
+    def signature(self) -> tuple:
+        """The shapes of the state's tensors without the batch axis: states with the same
+        signature can be concatenated."""
+        shapes: list[tuple[int, ...]] = []
+        _map_tensors(self.layers, lambda t: shapes.append(tuple(t.shape[1:])) or t)
+        return tuple(shapes)
+
+
+def _cat_tensors(objs: list[Any]) -> Any:
+    """The structures `objs` (alike) with their tensors concatenated along dimension 0."""
+    first = objs[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(objs, dim=0)
+    if dataclasses.is_dataclass(first):
+        fields = dataclasses.fields(first)
+        return type(first)(
+            **{f.name: _cat_tensors([getattr(o, f.name) for o in objs]) for f in fields}
+        )
+    if isinstance(first, tuple) and hasattr(first, "_fields"):
+        return type(first)(*(_cat_tensors(list(items)) for items in zip(*objs, strict=True)))
+    if isinstance(first, (tuple, list)):
+        return type(first)(_cat_tensors(list(items)) for items in zip(*objs, strict=True))
+    return first
+
 
 def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     """Apply `fn` to every tensor inside nested dataclasses, (named) tuples and lists."""
@@ -133,6 +163,12 @@ class TitansLM(nn.Module):
             raise ValueError(
                 f"state has {len(state.layers)} layer states, the model {len(self.blocks)} blocks"
             )
+
+    def reset_memory(self, state: TitansState) -> TitansState:
+        """``state`` with every block's memory back at its learned initial state and attention
+        caches kept: the memory-off ablation, when applied at every window boundary."""
+        layers = [block.reset_memory(s) for block, s in zip(self.blocks, state.layers, strict=True)]
+        return TitansState(layers, state.position)
 
     def log_likelihood(self, tokens: torch.Tensor, *, piece_len: int | None = None) -> torch.Tensor:
         """Sum over positions of log p(token_t | tokens_<t), t >= 1, per sequence: [B].

@@ -14,6 +14,7 @@ with memory independent of its length. Kinds:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -126,3 +127,26 @@ class SequencePooling(nn.Module):
             "bth,bthd->bhd", weights, values
         )
         acc.peak = peak
+
+
+Piece = tuple[int, Tensor, Tensor]  # (first position, tokens [B, t], mask [B, t])
+PieceHook = Callable[[int, Tensor, Tensor], None]  # (first position, hidden [B, t, D], mask)
+
+
+def pool_pieces(
+    model: Callable[..., tuple], pool: SequencePooling, pieces: Iterable[Piece],
+    on_piece: PieceHook | None = None,
+) -> Tensor:  # fmt: skip
+    """Stream consecutive pieces of a batch of sequences through `model` (a TitansLM: called as
+    model(tokens, state) -> (logits, hidden, state)), pooling the hidden states online: [B, D],
+    equal to one pass. `on_piece` sees every piece's hidden states (float32)."""
+    acc, state = None, None
+    for start, tokens, mask in pieces:
+        _, hidden, state = model(tokens, state)
+        hidden = hidden.float()
+        if acc is None:
+            acc = pool.start(hidden.shape[0], hidden.device, hidden.dtype)
+        pool.update(acc, hidden, mask)
+        if on_piece is not None:
+            on_piece(start, hidden, mask)
+    return pool.finish(acc)

@@ -70,11 +70,14 @@ def fetch_args(entry):
 
 
 def option_args(options):
-    """{name: value} as `--name value` (true: bare `--name`; false: left out)."""
+    """{name: value} as `--name value` (true: bare `--name`; false: left out; a list: its
+    items after one `--name`)."""
     args = []
     for name, value in options.items():
         if value is True:
             args.append(f"--{name}")
+        elif isinstance(value, list):
+            args += [f"--{name}", *(str(item) for item in value)]
         elif value is not False:
             args += [f"--{name}", str(value)]
     return shlex.join(args)
@@ -107,6 +110,12 @@ for stage in ("pretrain", "embed"):
     for name in config[stage]["genomes"]:
         if name not in config["genomes"]:
             raise config_error(f"{stage}.genomes names {name!r}, which is not in genomes")
+
+if config["long_context"]["genome"] not in config["pretrain"]["genomes"]:
+    raise config_error(
+        f"long_context.genome {config['long_context']['genome']!r} is not a pretraining genome "
+        "(its held-out part is what is measured)"
+    )
 
 PRETRAIN_GENOMES = [genome_path(name) for name in config["pretrain"]["genomes"]]
 EMBED_GENOMES = config["embed"]["genomes"]

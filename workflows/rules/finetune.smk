@@ -25,4 +25,4 @@ rule finetune:
         gpu=0,
     shell:
         "titans-dna finetune --task {params.task:q} --checkpoint {input.model:q}"
-        " --out {output:q} --device {params.device} {params.options} > {log:q} 2>&1"
+        " -o {output:q} --device {params.device} {params.options} > {log:q} 2>&1"

@@ -31,4 +31,4 @@ rule pretrain:
         gpu=0,
     shell:
         "{params.launcher} pretrain {params.config} --store {input.stores:q} {params.sets}"
-        " --device {params.device} --out {params.out:q} > {log:q} 2>&1"
+        " --device {params.device} -o {params.out:q} > {log:q} 2>&1"

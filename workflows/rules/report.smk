@@ -15,6 +15,8 @@ rule report:
         model=MODEL,
         finetune=expand(f"{RESULTS}/finetune/{{task}}", task=TASKS),
         embeddings=expand(f"{RESULTS}/embeddings/{{genome}}.h5", genome=EMBED_GENOMES),
+        long_context=LONG_CONTEXT,
+        variants=SCORED_VCFS,
         inputs=ALL_INPUTS,
     output:
         html=REPORT,
@@ -24,6 +26,7 @@ rule report:
         config=EFFECTIVE_CONFIG,
         finetune=lambda wildcards, input: flag_list("--finetune", input.finetune),
         embeddings=lambda wildcards, input: flag_list("--embeddings", input.embeddings),
+        variants=lambda wildcards, input: flag_list("--variants", input.variants),
     log:
         f"{LOGS}/report.log",
     benchmark:
@@ -35,4 +38,5 @@ rule report:
     shell:
         "printf '%s' {params.config:q} > {output.config:q} && "
         "titans-dna report --pretrain {params.pretrain:q} {params.finetune} {params.embeddings}"
-        " --inputs {input.inputs:q} --config {output.config:q} -o {output.html:q} > {log:q} 2>&1"
+        " --long-context {input.long_context:q} {params.variants} --inputs {input.inputs:q}"
+        " --config {output.config:q} -o {output.html:q} > {log:q} 2>&1"

@@ -24,10 +24,17 @@ from torch import Tensor
 
 from titans_dna.ops.memory.activations import ACTIVATIONS
 from titans_dna.ops.memory.chunk import chunk_memory
-from titans_dna.ops.memory.naive import naive_memory
+from titans_dna.ops.memory.naive import UPDATES, naive_memory
 from titans_dna.ops.memory.state import MemoryState, check_state, zeros_like_momentum
 
-__all__ = ["IMPLS", "MemoryState", "neural_memory", "resolve_impl", "zeros_like_momentum"]
+__all__ = [
+    "IMPLS",
+    "UPDATES",
+    "MemoryState",
+    "neural_memory",
+    "resolve_impl",
+    "zeros_like_momentum",
+]
 
 IMPLS = ("auto", "naive", "chunk", "triton")
 
@@ -78,6 +85,7 @@ def neural_memory(
     max_surprise_norm: float | None = None,
     activation: str = "silu",
     residual: bool = False,
+    update: str = "normalized",
 ) -> tuple[Tensor, MemoryState]:
     """Run the neural memory over a sequence; returns (y, end state).
 
@@ -91,6 +99,8 @@ def neural_memory(
     max_surprise_norm: clip each token's surprise gradient to this Frobenius norm (all memory
     layers together); None = no clipping.
     activation: "silu" | "gelu" | "relu" (MLP memory); residual: M(x) + x.
+    update: "normalized" (each chunk's step damped by the curvature of its inputs, stable
+    whatever the learning rate and chunk) or "paper" (the plain chunked update); see ``naive.py``.
 
     Dtypes: the state math runs in float64 when any input or state tensor is float64, else in
     float32 (bfloat16/float16 inputs are upcast). y comes back in q's dtype, the end state in the
@@ -98,6 +108,8 @@ def neural_memory(
     """
     name = resolve_impl(impl, q.device)
     _check_inputs(q, k, v, theta, eta, alpha, state, chunk_size, max_surprise_norm, activation)
+    if update not in UPDATES:
+        raise ValueError(f"unknown neural memory update {update!r}; choose from {UPDATES}")
     dtype = _compute_dtype(q, k, v, theta, eta, alpha, *state.weights, *state.momentum)
     state = state.to(dtype)
     if q.shape[1] == 0:
@@ -105,7 +117,7 @@ def neural_memory(
     if name == "triton":
         reason = _triton_module().unsupported_reason(
             q, k, v, theta, eta, alpha, state, chunk_size=chunk_size, activation=activation,
-            residual=residual, max_surprise_norm=max_surprise_norm,
+            residual=residual, max_surprise_norm=max_surprise_norm, update=update,
         )  # fmt: skip
         if reason is not None and impl == "triton":
             raise ValueError(reason)
@@ -119,6 +131,7 @@ def neural_memory(
         activation=activation,
         residual=residual,
         max_surprise_norm=max_surprise_norm,
+        update=update,
     )
     return y.to(q.dtype), end
 

@@ -23,6 +23,12 @@ Only the state recurrence is sequential:
 3. retrieval (the formula above) runs for all chunks at once from the recorded chunk-start
    states (``chunk_fwd.retrieve``).
 
+The normalized update (the default; ``naive.py``, docs/memory.md) damps row t of each chunk's
+update by n_t = 1 / (1 + Σ_l ‖C_{l,t}‖_F), ‖C_{l,t}‖_F² = Σ_{i,j} s_i s_j D_{t,i} D_{t,j}
+(h_{l,i}·h_{l,j})² with s = 2θc: it scales the rows of every layer's scores in retrieval, and the
+end state applies its last row's n. It is computed in the recurrence (it needs each chunk's clip
+factors and hidden activations).
+
 Steps 2 and 3 form one autograd Function whose backward is written out (``chunk_bwd.py``): the
 same structure in reverse, without autograd's per-operation bookkeeping. Products of gates are
 exponentials of sums of log-gates over index ranges (never divisions of cumulative products,
@@ -162,24 +168,29 @@ def _prepare(
 
 
 class _ChunkedMemory(torch.autograd.Function):
-    """(start carry, ChunkInputs) -> (y [nc, N, b, D], end carry), with a written-out backward."""
+    """(start carry, ChunkInputs) -> (y [nc, N, b, D], end carry), with a written-out backward.
+
+    tail: the last chunk's last real row for the normalized update, None for the paper's.
+    """
 
     @staticmethod
-    def forward(ctx, activation: str, max_norm: float | None, depth: int, *tensors: Tensor):
+    def forward(
+        ctx, activation: str, max_norm: float | None, tail: int | None, depth: int, *tensors
+    ):
         act = get_activation(activation)
         inputs = ChunkInputs(*tensors[depth:])
-        y, carry, saved = chunk_fwd.forward(list(tensors[:depth]), inputs, act, max_norm)
+        y, carry, saved = chunk_fwd.forward(list(tensors[:depth]), inputs, act, max_norm, tail)
         ctx.save_for_backward(*inputs)
-        ctx.memory = (act, max_norm, saved)
+        ctx.memory = (act, max_norm, tail, saved)
         return (y, *carry)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: Tensor, *d_end: Tensor):
-        act, max_norm, saved = ctx.memory
+        act, max_norm, tail, saved = ctx.memory
         inputs = ChunkInputs(*ctx.saved_tensors)
-        d_carry, d_inputs = chunk_bwd.backward(dy, list(d_end), inputs, saved, act, max_norm)
-        return (None, None, None, *d_carry, *d_inputs)
+        d_carry, d_inputs = chunk_bwd.backward(dy, list(d_end), inputs, saved, act, max_norm, tail)
+        return (None, None, None, None, *d_carry, *d_inputs)
 
 
 def _state_to_carry(state: MemoryState) -> list[Tensor]:
@@ -209,6 +220,7 @@ def chunk_memory(
     activation: str = "silu",
     residual: bool = False,
     max_surprise_norm: float | None = None,
+    update: str = "normalized",
 ) -> tuple[Tensor, MemoryState]:
     """Chunked dual-form neural memory; same arguments and results as ``naive_memory``.
 
@@ -229,7 +241,10 @@ def chunk_memory(
     windows = zip(*(x.split(window, 1) for x in (q, k, v, theta, eta, alpha)), strict=True)
     for piece in windows:
         inputs = _prepare(*piece, b, residual)
-        y, *carry = _ChunkedMemory.apply(activation, max_surprise_norm, len(carry), *carry, *inputs)
+        tail = (piece[0].shape[1] - 1) % b if update == "normalized" else None
+        y, *carry = _ChunkedMemory.apply(
+            activation, max_surprise_norm, tail, len(carry), *carry, *inputs
+        )
         y = y.view(-1, batch, heads, b, dim).permute(1, 0, 3, 2, 4).reshape(batch, -1, heads, dim)
         outputs.append(y[:, : piece[0].shape[1]])
     y = outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)

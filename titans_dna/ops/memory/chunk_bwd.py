@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from titans_dna.ops.memory.activations import Activation
-from titans_dna.ops.memory.chunk_fwd import ChunkInputs, Saved, backpropagate, weigh
+from titans_dna.ops.memory.chunk_fwd import ChunkInputs, Saved, backpropagate, end_row, weigh
 
 
 def unweigh(split: Tensor, weights: Tensor) -> Tensor:
@@ -37,6 +37,7 @@ class RetrievalGrads(NamedTuple):
     first_scores: Tensor
     decay: Tensor | None  # None for a linear memory
     retrieval: Tensor | None
+    damping: Tensor | None  # dn_t [nc, N, b, 1] (None for the paper's update)
 
 
 class KeyErrors(NamedTuple):
@@ -67,21 +68,27 @@ def retrieve_backward(
     starts = [s.flatten(0, 1).flatten(-2) for s in saved.starts]  # [M, out, 2 in]
     inputs = [h.flatten(0, 1) for h in saved.inputs]
     deltas = [d.flatten(0, 1) for d in scaled]
+    damping = None if saved.damping is None else saved.damping.factor.flatten(0, 1)
     d_starts, d_deltas, d_inputs = [None] * depth, [None] * depth, [None] * depth
-    d_decay = d_retrieval = None
+    d_decay = d_retrieval = d_damping = None
     dz = dy.flatten(0, 1)
     for layer in range(depth - 1, -1, -1):
         if layer == 0:
-            weighted, scores = flat.first_inputs, flat.first_scores
+            weighted, undamped = flat.first_inputs, flat.first_scores
         else:
             x = act.fn(saved.query_pre[layer - 1])
             weighted = weigh(x, flat.retrieval)
             raw = saved.query_scores[layer - 1]
-            scores = raw * flat.decay
+            undamped = raw * flat.decay
+        scores = undamped if damping is None else undamped * damping
         d_starts[layer] = (dz.mT @ weighted).unflatten(-1, (2, -1)).unflatten(0, shape)
         d_weighted = dz @ starts[layer]
         d_scores = -(dz @ deltas[layer].mT)
         d_deltas[layer] = (-(scores.mT @ dz)).unflatten(0, shape)
+        if damping is not None:  # scores = n ⊙ (undamped scores), row by row
+            d_damp = (d_scores * undamped).sum(-1, keepdim=True)
+            d_damping = d_damp if d_damping is None else d_damping + d_damp
+            d_scores = d_scores * damping
         if layer == 0:
             d_first_inputs, d_first_scores = d_weighted, d_scores
             continue
@@ -107,6 +114,7 @@ def retrieve_backward(
         unflat(d_first_scores),
         unflat(d_decay),
         unflat(d_retrieval),
+        unflat(d_damping),
     )
 
 
@@ -121,6 +129,7 @@ class StepGrads(NamedTuple):
     key_update: Tensor
     end_keep: Tensor
     end_gamma: Tensor
+    decay: Tensor | None  # from the normalized update's curvature (None for the paper's)
 
 
 class _Chunk(NamedTuple):
@@ -136,15 +145,24 @@ class _Chunk(NamedTuple):
     scale: Tensor
     factor: Tensor | None
     norm_sq: Tensor | None
+    damping: Tensor | None  # n_t [N, b, 1] (None for the paper's update)
+    norms: list[Tensor] | None  # ‖C_{l,t}‖_F [N, b] per layer
 
 
 def _end_state_backward(
-    d_end: list[Tensor], chunk: _Chunk, inputs: ChunkInputs, c: int, ret: RetrievalGrads
+    d_end: list[Tensor],
+    chunk: _Chunk,
+    inputs: ChunkInputs,
+    c: int,
+    ret: RetrievalGrads,
+    applied: list[Tensor],
 ) -> tuple[list[Tensor], list[Tensor], list[Tensor | None], tuple]:
-    """Reverse of ``chunk_fwd.end_state`` for every layer of chunk c.
+    """Reverse of ``chunk_fwd.end_state`` for every layer of chunk c, whose update applied the
+    scaled errors ``applied`` (Δ_l, damped by the end row's n for the normalized update).
 
-    Returns (d(W_0 | S_0) from the end state and retrieval, dΔ_l, dh_l (l >= 1, with the retrieval
-    part), (d_end_weights, d_key_update, d_end_keep, d_end_gamma)).
+    Returns (d(W_0 | S_0) from the end state and retrieval, d applied_l (the end state's part),
+    dh_l (l >= 1, with the retrieval part), (d_end_weights, d_key_update, d_end_keep,
+    d_end_gamma)).
     """
     end_keep, end_gamma, end_weights = (
         inputs.end_keep[c],
@@ -164,8 +182,8 @@ def _end_state_backward(
         flat = g.flatten(-2)  # [N, out, 2 in]
         h = chunk.inputs[layer]
         update = inputs.key_update[c] if layer == 0 else weigh(h, end_weights)
-        d_scaled.append(torch.baddbmm(ret.deltas[layer][c], update, flat.mT, alpha=-1))
-        d_update = -(chunk.scaled[layer] @ flat)
+        d_scaled.append(-(update @ flat.mT))
+        d_update = -(applied[layer] @ flat)
         if layer == 0:
             d_key_update = d_update
             continue
@@ -183,13 +201,17 @@ def _clip_backward(
     scale: Tensor,
     key_norm_sq: Tensor,
     max_norm: float | None,
+    d_s: Tensor | None,
 ) -> tuple[list[Tensor], Tensor, Tensor | None]:
-    """Reverse of Δ_l = s δ_l, s = 2θ c(‖u‖²): (dδ_l, d(2θ), d‖k‖²); adds to d_inputs."""
+    """Reverse of Δ_l = s δ_l, s = 2θ c(‖u‖²): (dδ_l, d(2θ), d‖k‖²); adds to d_inputs.
+
+    d_s: the gradient of s from elsewhere (the normalized update's curvature), or None.
+    """
     d_deltas = [d * chunk.scale for d in d_scaled]
-    d_s = sum(
+    from_errors = sum(
         torch.linalg.vecdot(d, delta) for d, delta in zip(d_scaled, chunk.deltas, strict=True)
-    )
-    d_s = d_s.unsqueeze(-1)
+    ).unsqueeze(-1)
+    d_s = from_errors if d_s is None else from_errors + d_s
     if max_norm is None:
         return d_deltas, d_s, None
     factor, norm_sq = chunk.factor, chunk.norm_sq
@@ -230,8 +252,31 @@ def _key_pass_backward(
     return d_weights, dz @ weights[0], -d_deltas[-1]
 
 
+def curvature_backward(
+    d_factor: Tensor, chunk: _Chunk, decay: Tensor
+) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """Reverse of ``chunk_fwd.curvature_damping``: (ds [N, b, 1], dD [N, b, b], dh_l per layer)
+    from dn [N, b, 1].
+
+    With w = D diag(s) and q_l = ‖C_l‖_F² = rows of (w (G_l ⊙ G_l)) ⊙ w: dw = 2 dq (w G²),
+    d(G²) = wᵀ diag(dq) w, dG = 2 G ⊙ d(G²), dh = 2 dG h (G = h hᵀ and dG are symmetric).
+    """
+    d_spread = -(d_factor * chunk.damping.square()).squeeze(-1)  # n = 1 / (1 + λ)
+    weighted = decay * chunk.scale.mT
+    d_weighted = torch.zeros_like(weighted)
+    d_inputs = []
+    for h, norm in zip(chunk.inputs, chunk.norms, strict=True):
+        gram = h @ h.mT
+        d_q = torch.where(norm > 0, d_spread / (2 * norm.clamp(min=1e-30)), 0).unsqueeze(-1)
+        d_weighted += 2 * d_q * (weighted @ gram.square())
+        d_gram = 2 * gram * (weighted.mT @ (d_q * weighted))
+        d_inputs.append(2 * d_gram @ h)
+    d_scale = (d_weighted * decay).sum(-2).unsqueeze(-1)
+    return d_scale, d_weighted * chunk.scale.mT, d_inputs
+
+
 def _chunk(saved: Saved, errors: KeyErrors, c: int) -> _Chunk:
-    clipped = saved.clip
+    clipped, damping = saved.clip, saved.damping
     return _Chunk(
         [x[c] for x in saved.starts],
         [x[c] for x in saved.inputs],
@@ -243,6 +288,8 @@ def _chunk(saved: Saved, errors: KeyErrors, c: int) -> _Chunk:
         clipped.scale[c],
         None if clipped.factor is None else clipped.factor[c],
         None if clipped.norm_sq is None else clipped.norm_sq[c],
+        None if damping is None else damping.factor[c],
+        None if damping is None else [x[c] for x in damping.norms],
     )
 
 
@@ -254,20 +301,43 @@ def step_backward(
     c: int,
     act: Activation,
     max_norm: float | None,
+    row: int,
 ) -> tuple[list[Tensor], StepGrads]:
     """Gradient of chunk c's start state (d(W_0 | S_0) per layer) from its end state's, and of
-    the chunk's inputs."""
-    d_starts, d_scaled, d_inputs, gates = _end_state_backward(d_end, chunk, inputs, c, ret)
+    the chunk's inputs; ``row`` is the chunk's last real row."""
+    retrieved = [d[c] for d in ret.deltas]
+    if chunk.damping is None:
+        d_starts, d_applied, d_inputs, gates = _end_state_backward(
+            d_end, chunk, inputs, c, ret, chunk.scaled
+        )
+        d_scaled = [r + d for r, d in zip(retrieved, d_applied, strict=True)]
+        d_s = d_decay = d_curvature = None
+    else:  # the end state applied n_row Δ_l
+        end = chunk.damping[:, row : row + 1]
+        applied = [delta * end for delta in chunk.scaled]
+        d_starts, d_applied, d_inputs, gates = _end_state_backward(
+            d_end, chunk, inputs, c, ret, applied
+        )
+        d_scaled = [torch.addcmul(r, d, end) for r, d in zip(retrieved, d_applied, strict=True)]
+        d_factor = ret.damping[c].clone()
+        d_factor[:, row, 0] += sum(
+            (d * delta).sum((-1, -2)) for d, delta in zip(d_applied, chunk.scaled, strict=True)
+        )
+        d_s, d_decay, d_curvature = curvature_backward(d_factor, chunk, inputs.decay[c])
+        for layer in range(1, len(d_inputs)):
+            d_inputs[layer] = d_inputs[layer] + d_curvature[layer]
     d_deltas, d_scale, d_key_norm_sq = _clip_backward(
-        d_scaled, d_inputs, chunk, inputs.scale[c], inputs.key_norm_sq[c], max_norm
+        d_scaled, d_inputs, chunk, inputs.scale[c], inputs.key_norm_sq[c], max_norm, d_s
     )
     d_weights, d_keys, d_values = _key_pass_backward(d_deltas, d_inputs, chunk, act)
+    if d_curvature is not None:
+        d_keys = d_keys + d_curvature[0]
     for d_ws, d_w in zip(d_starts, d_weights, strict=True):
         d_ws[:, :, 0] += d_w
     d_end_weights, d_key_update, d_end_keep, d_end_gamma = gates
     grads = StepGrads(
         d_keys, d_values, d_scale, d_key_norm_sq, d_end_weights, d_key_update, d_end_keep,
-        d_end_gamma,
+        d_end_gamma, d_decay,
     )  # fmt: skip
     return d_starts, grads
 
@@ -279,14 +349,18 @@ def backward(
     saved: Saved,
     act: Activation,
     max_norm: float | None,
+    tail: int | None,
 ) -> tuple[list[Tensor], ChunkInputs]:
-    """Gradients of the start carry (per layer) and of every ``ChunkInputs`` field (or None)."""
+    """Gradients of the start carry (per layer) and of every ``ChunkInputs`` field (or None);
+    ``tail`` as in ``chunk_fwd.forward``."""
     errors = recompute_key_errors(saved, act)
     ret = retrieve_backward(dy, inputs, saved, errors.scaled, act)
+    n_chunks, size = inputs.keys.shape[0], inputs.keys.shape[2]
     per_chunk = []
-    for c in range(inputs.keys.shape[0] - 1, -1, -1):
+    for c in range(n_chunks - 1, -1, -1):
         chunk = _chunk(saved, errors, c)
-        d_end, grads = step_backward(d_end, inputs, chunk, ret, c, act, max_norm)
+        row = end_row(c, n_chunks, size, tail or 0)
+        d_end, grads = step_backward(d_end, inputs, chunk, ret, c, act, max_norm, row)
         per_chunk.append(grads)
     per_chunk.reverse()
 
@@ -305,7 +379,14 @@ def backward(
         end_gamma=stacked("end_gamma"),
         first_inputs=ret.first_inputs,
         first_scores=ret.first_scores,
-        decay=ret.decay,
+        decay=_sum(ret.decay, stacked("decay")),
         retrieval=ret.retrieval,
     )
     return d_end, d_inputs
+
+
+def _sum(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    """a + b where either may be None (no gradient)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return a + b

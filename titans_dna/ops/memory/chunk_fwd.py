@@ -54,6 +54,14 @@ class Clip(NamedTuple):
     norm_sq: Tensor | None  # ‖u‖_F²
 
 
+class Damping(NamedTuple):
+    """The normalized update's factor n_t = 1 / (1 + λ_t) of every chunk row, [nc, N, b, 1], and
+    the per-layer curvature norms ‖C_{l,t}‖_F [nc, N, b] that λ_t sums."""
+
+    factor: Tensor
+    norms: list[Tensor]
+
+
 class Saved(NamedTuple):
     """What the backward pass needs, stacked over chunks: [nc, N, ...] (per layer where a list)."""
 
@@ -64,6 +72,7 @@ class Saved(NamedTuple):
     clip: Clip  # [nc, N, b, 1] each
     query_pre: list[Tensor]  # retrieval pre-activations Z_l of the hidden layers [nc*N, b, *]
     query_scores: list[Tensor]  # retrieval X_l H_lᵀ of the layers after the first [nc*N, b, b]
+    damping: Damping | None  # the normalized update's step factors (None for the paper's)
 
 
 class _Stacks:
@@ -131,6 +140,24 @@ def clip(passed: KeyPass, scale: Tensor, key_norm_sq: Tensor, max_norm: float | 
     return Clip(scale * factor, factor, norm_sq)
 
 
+def curvature_damping(
+    inputs: list[Tensor], scale: Tensor, decay: Tensor
+) -> tuple[Tensor, list[Tensor]]:
+    """The normalized update's factor n_t = 1 / (1 + Σ_l ‖C_{l,t}‖_F) [N, b, 1] of one chunk.
+
+    C_{l,t} = Σ_{i≤t} s_i D_{t,i} h_{l,i} h_{l,i}ᵀ, so ‖C_{l,t}‖_F² = Σ_{i,j} w_{t,i} w_{t,j}
+    (h_{l,i}·h_{l,j})² with w = D diag(s): a quadratic form in the squared Gram of the layer's
+    inputs, never the [in, in] matrices themselves. inputs h_l [N, b, in] (the keys first),
+    scale s [N, b, 1], decay D [N, b, b]. Also returns the norms ‖C_{l,t}‖_F [N, b].
+    """
+    weighted = decay * scale.mT
+    norms = []
+    for h in inputs:
+        gram = h @ h.mT
+        norms.append(((weighted @ gram.square()) * weighted).sum(-1).sqrt())
+    return (1 / (1 + sum(norms))).unsqueeze(-1), norms
+
+
 def end_state(
     ws: Tensor, delta: Tensor, update: Tensor, end_keep: Tensor, end_gamma: Tensor
 ) -> Tensor:
@@ -143,26 +170,43 @@ def end_state(
     return torch.baddbmm(decayed.flatten(-2), delta.mT, update, alpha=-1).unflatten(-1, (2, -1))
 
 
+def end_row(chunk: int, n_chunks: int, size: int, tail: int) -> int:
+    """Index of a chunk's last real row: ``tail`` in the last chunk, else size − 1."""
+    return tail if chunk == n_chunks - 1 else size - 1
+
+
 def recurrence(
-    carry: list[Tensor], chunks: ChunkInputs, act: Activation, max_norm: float | None
+    carry: list[Tensor],
+    chunks: ChunkInputs,
+    act: Activation,
+    max_norm: float | None,
+    tail: int | None,
 ) -> tuple[list[Tensor], dict[str, list[Tensor]]]:
-    """Run the state over all chunks.
+    """Run the state over all chunks; ``tail`` is the last chunk's last real row for the
+    normalized update, None for the paper's.
 
     Returns the end carry and, stacked over chunks: "starts" (per layer), "inputs" and "pre"
-    (hidden layers), "out_delta", "scaled" (Δ_l = s δ_l per layer) and "clip" (s, and with
-    clipping c and ‖u‖²).
+    (hidden layers), "out_delta", "scaled" (Δ_l = s δ_l per layer), "clip" (s, and with
+    clipping c and ‖u‖²) and, normalized, "damping" (n_t, then the norms ‖C_{l,t}‖_F).
     """
-    stacks = _Stacks(chunks.keys.shape[0])
-    for c in range(chunks.keys.shape[0]):
+    n_chunks, size = chunks.keys.shape[0], chunks.keys.shape[2]
+    stacks = _Stacks(n_chunks)
+    for c in range(n_chunks):
         stacks.put("starts", c, carry)
         passed = key_pass([ws[:, :, 0] for ws in carry], chunks.keys[c], chunks.values[c], act)
         clipped = clip(passed, chunks.scale[c], chunks.key_norm_sq[c], max_norm)
         updates = [chunks.key_update[c]]
         updates += [weigh(h, chunks.end_weights[c]) for h in passed.inputs[1:]]
         scaled = [delta * clipped.scale for delta in passed.deltas]
+        applied = scaled
+        if tail is not None:
+            factor, norms = curvature_damping(passed.inputs, clipped.scale, chunks.decay[c])
+            row = end_row(c, n_chunks, size, tail)
+            applied = [delta * factor[:, row : row + 1] for delta in scaled]
+            stacks.put("damping", c, [factor, *norms])
         carry = [
             end_state(ws, delta, update, chunks.end_keep[c], chunks.end_gamma[c])
-            for ws, delta, update in zip(carry, scaled, updates, strict=True)
+            for ws, delta, update in zip(carry, applied, updates, strict=True)
         ]
         stacks.put("inputs", c, passed.inputs[1:])
         stacks.put("pre", c, passed.pre)
@@ -173,22 +217,30 @@ def recurrence(
 
 
 def retrieve(
-    chunks: ChunkInputs, starts: list[Tensor], inputs: list[Tensor], deltas: list[Tensor], act
+    chunks: ChunkInputs,
+    starts: list[Tensor],
+    inputs: list[Tensor],
+    deltas: list[Tensor],
+    act: Activation,
+    damping: Tensor | None,
 ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """Outputs of all chunks at once; M = nc*N rows of matrices.
 
     starts (W_0 | S_0) [M, out, 2, in], inputs h_l [M, b, in], scaled errors Δ_l [M, b, out] per
-    layer. Returns (y [M, b, D], hidden pre-activations Z_l, raw scores X_l H_lᵀ of layers >= 1).
+    layer, damping n_t [M, b, 1] (None: 1), which scales row t of every layer's scores.
+    Returns (y [M, b, D], hidden pre-activations Z_l, raw scores X_l H_lᵀ of layers >= 1).
     """
     flat = ChunkInputs(*(x.flatten(0, 1) for x in chunks))
-    z = dual_layer(flat.first_inputs, starts[0], flat.first_scores, deltas[0])
+    decay = flat.decay if damping is None else flat.decay * damping
+    first_scores = flat.first_scores if damping is None else flat.first_scores * damping
+    z = dual_layer(flat.first_inputs, starts[0], first_scores, deltas[0])
     pre, raw_scores = [], []
     for layer in range(1, len(starts)):
         pre.append(z)
         x = act.fn(z)
         raw_scores.append(x @ inputs[layer].mT)
         weighted = weigh(x, flat.retrieval)  # [β x | γ x]
-        z = dual_layer(weighted, starts[layer], raw_scores[-1] * flat.decay, deltas[layer])
+        z = dual_layer(weighted, starts[layer], raw_scores[-1] * decay, deltas[layer])
     return z, pre, raw_scores
 
 
@@ -198,21 +250,40 @@ def dual_layer(weighted: Tensor, ws: Tensor, scores: Tensor, delta: Tensor) -> T
 
 
 def forward(
-    carry: list[Tensor], chunks: ChunkInputs, act: Activation, max_norm: float | None
+    carry: list[Tensor],
+    chunks: ChunkInputs,
+    act: Activation,
+    max_norm: float | None,
+    tail: int | None,
 ) -> tuple[Tensor, list[Tensor], Saved]:
-    """The whole forward pass: (y [nc, N, b, D], end carry, what the backward pass needs)."""
-    carry, stacked = recurrence(carry, chunks, act, max_norm)
+    """The whole forward pass: (y [nc, N, b, D], end carry, what the backward pass needs).
+
+    tail: the last chunk's last real row for the normalized update, None for the paper's.
+    """
+    carry, stacked = recurrence(carry, chunks, act, max_norm, tail)
     starts, inputs = stacked["starts"], [chunks.keys, *stacked["inputs"]]
+    damping = None
+    if tail is not None:
+        factor, *norms = stacked["damping"]
+        damping = Damping(factor, norms)
     y, query_pre, query_scores = retrieve(
         chunks,
         [s.flatten(0, 1) for s in starts],
         [h.flatten(0, 1) for h in inputs],
         [d.flatten(0, 1) for d in stacked["scaled"]],
         act,
+        None if damping is None else damping.factor.flatten(0, 1),
     )
     clipped = stacked["clip"]
     clipped = Clip(*clipped) if max_norm is not None else Clip(clipped[0], None, None)
     saved = Saved(
-        starts, inputs, stacked["pre"], stacked["out_delta"][0], clipped, query_pre, query_scores
+        starts,
+        inputs,
+        stacked["pre"],
+        stacked["out_delta"][0],
+        clipped,
+        query_pre,
+        query_scores,
+        damping,
     )
     return y.unflatten(0, chunks.keys.shape[:2]), carry, saved

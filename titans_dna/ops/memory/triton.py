@@ -74,13 +74,14 @@ def _config(
     activation: str,
     residual: bool,
     max_surprise_norm: float | None,
+    update: str,
 ) -> KernelConfig:
     save = torch.is_grad_enabled() and any(
         t.requires_grad for t in (*tensors, *state.weights, *state.momentum)
     )
     hidden = state.weights[0].shape[2] if state.depth == 2 else q.shape[-1]
     return KernelConfig.for_call(
-        q, hidden, state.depth, chunk_size, activation, residual, max_surprise_norm, save
+        q, hidden, state.depth, chunk_size, activation, residual, max_surprise_norm, update, save
     )
 
 
@@ -97,6 +98,7 @@ def unsupported_reason(
     activation: str = "silu",
     residual: bool = False,
     max_surprise_norm: float | None = None,
+    update: str = "normalized",
 ) -> str | None:
     """Why ``triton_memory`` cannot run these arguments (one line), or None when it can.
 
@@ -107,7 +109,7 @@ def unsupported_reason(
     if reason is not None or q.device.type != "cuda":
         return reason
     tensors = (q, k, v, theta, eta, alpha)
-    cfg = _config(q, tensors, state, chunk_size, activation, residual, max_surprise_norm)
+    cfg = _config(q, tensors, state, chunk_size, activation, residual, max_surprise_norm, update)
     return launch.resource_reason(cfg, q, k, v)
 
 
@@ -191,6 +193,7 @@ def triton_memory(
     activation: str = "silu",
     residual: bool = False,
     max_surprise_norm: float | None = None,
+    update: str = "normalized",
 ) -> tuple[Tensor, MemoryState]:
     """Fused chunked neural memory; same arguments and results as ``chunk_memory``.
 
@@ -199,6 +202,7 @@ def triton_memory(
     float32 end state). Raises ValueError when the call is outside the supported set.
     """
     kw = {"chunk_size": chunk_size, "activation": activation, "residual": residual}
+    kw["update"] = update
     reason = unsupported_reason(
         q, k, v, theta, eta, alpha, state, max_surprise_norm=max_surprise_norm, **kw
     )
@@ -210,7 +214,7 @@ def triton_memory(
     pairs = zip(state.weights, state.momentum, strict=True)
     flat = tuple(t.reshape(batch * heads, *t.shape[2:]).contiguous() for p in pairs for t in p)
     cfg = _config(q, (q, k, v, theta, eta, alpha), state, chunk_size, activation, residual,
-                  max_surprise_norm)  # fmt: skip
+                  max_surprise_norm, update)  # fmt: skip
     y, *ends = _FusedMemory.apply(cfg, *inputs, *flat)
     ends = [e.reshape(batch, heads, *e.shape[1:]) for e in ends]
     return y, MemoryState(tuple(ends[0::2]), tuple(ends[1::2]))

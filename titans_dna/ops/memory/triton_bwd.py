@@ -18,11 +18,14 @@ from titans_dna.ops.memory.triton_dual import (
     act_grad2,
     chunk_gates,
     chunk_gates_bwd,
+    curvature_norm,
+    curvature_norm_bwd,
     dual_layer_bwd,
     dual_layer_fwd,
     mm,
 )
 from titans_dna.ops.memory.triton_fwd import (
+    curvature_weights,
     load_gates,
     load_rows,
     load_state,
@@ -65,7 +68,7 @@ def linear_bwd_kernel(
     dq, dk, dv, dth, dla, dln, dw0, ds0,
     B, T, H, NC, tau,
     D: tl.constexpr, BD: tl.constexpr, BV: tl.constexpr, BT: tl.constexpr,
-    CLIP: tl.constexpr, PREC: tl.constexpr,
+    CLIP: tl.constexpr, NORM: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """Backward of `linear_fwd_kernel`; grid (B*H, D / BV).
 
@@ -108,12 +111,26 @@ def linear_bwd_kernel(
         k_sq = tl.sum(xk * xk, axis=1)
         e_sq = tl.sum(e * e, axis=1)
         scale = surprise_scale(e_sq * k_sq, tau, CLIP)
-        gx, gk, ge, gw, gs, dg, dbeta, dgamma, dh, drho = dual_layer_bwd(
-            xq, xk, e * scale[:, None], w, s, g, beta, gamma, h, rho, xdy, dw, ds, last, BT, PREC
-        )
+        n = tl.full((BT,), 1.0, tl.float32)
+        if NORM:
+            wt = curvature_weights(g, scale, BT)
+            norm = curvature_norm(wt, xk)
+            n = 1.0 / (1.0 + norm)
+        gx, gk, ge, gw, gs, dg, dbeta, dgamma, dh, drho, dn = dual_layer_bwd(
+            xq, xk, e * scale[:, None], w, s, g, beta, gamma, h, rho, n, xdy, dw, ds, last,
+            BT, PREC,
+        )  # fmt: skip
+        dgp = tl.zeros((BT, BT), tl.float32)
+        d_s = tl.zeros((BT,), tl.float32)  # gradient of s = 2θc through the damping
+        if NORM:
+            d_wt, d_xk = curvature_norm_bwd(-dn * n * n, wt, xk, norm)
+            gk += d_xk
+            dgp = d_wt * (2.0 * scale * gt)[None, :]
+            d_s = tl.sum(d_wt * gp, axis=0)
         if CLIP:
             # scale depends on ‖u‖² = ‖e‖² ‖k‖²
-            d_sq = tl.sum(ge * e, axis=1) * surprise_scale_grad(e_sq * k_sq, tau, CLIP)
+            d_scale = tl.sum(ge * e, axis=1) + 2.0 * gt * d_s
+            d_sq = d_scale * surprise_scale_grad(e_sq * k_sq, tau, CLIP)
             gk += (2.0 * d_sq * e_sq)[:, None] * xk
             ge = ge * scale[:, None] + (2.0 * d_sq * k_sq)[:, None] * e
         # e = 2 (K Wᵀ - V)
@@ -123,8 +140,9 @@ def linear_bwd_kernel(
         store_rows(dq, gx, i_pb, i_h, t, rd, T, H, D, m_d)
         store_rows(dk, gk, i_pb, i_h, t, rd, T, H, D, m_d)
         gth, gla, gln = chunk_gates_bwd(
-            gt, gp, la_mat, ln_mat, beta, h, en, rho, dg, dbeta, dgamma, dh, drho, last, BT
+            gt, gp, la_mat, ln_mat, beta, h, en, rho, dg, dgp, dbeta, dgamma, dh, drho, last, BT
         )
+        gth += 2.0 * scale * d_s
         store_gates(dth, dla, dln, gth, gla, gln, i_pb, i_h, t, T, H)
         dw = gw
         ds = gs
@@ -139,7 +157,8 @@ def mlp_bwd_kernel(
     dq, dk, dv, dth, dla, dln, dw1_0, ds1_0, dw2_0, ds2_0,
     T, H, NC, tau,
     D: tl.constexpr, F: tl.constexpr, BD: tl.constexpr, BF: tl.constexpr, BT: tl.constexpr,
-    ACT: tl.constexpr, RES: tl.constexpr, CLIP: tl.constexpr, PREC: tl.constexpr,
+    ACT: tl.constexpr, RES: tl.constexpr, CLIP: tl.constexpr, NORM: tl.constexpr,
+    PREC: tl.constexpr,
 ):  # fmt: skip
     """Backward of `mlp_fwd_kernel`; grid (B*H,). dq, dk, dv: [B, T, H, D]; gates [B, T, H]."""
     i_bh = tl.program_id(0)
@@ -173,29 +192,46 @@ def mlp_bwd_kernel(
         z, a, e, r, dlt, sq, scale = mlp_errors(xk, xv, w1, w2, tau, RES, ACT, CLIP, PREC)
         e_c = e * scale[:, None]
         dlt_c = dlt * scale[:, None]
+        n = tl.full((BT,), 1.0, tl.float32)
+        if NORM:
+            wt = curvature_weights(g, scale, BT)
+            norm_k = curvature_norm(wt, xk)
+            norm_a = curvature_norm(wt, a)
+            n = 1.0 / (1.0 + norm_k + norm_a)
         zq, _w1n, _s1n = dual_layer_fwd(
-            xq, xk, dlt_c, w1, s1, g, beta, gamma, h, rho, last, BT, PREC
+            xq, xk, dlt_c, w1, s1, g, beta, gamma, h, rho, n, last, BT, PREC
         )
         hq = act_fwd(zq, ACT)
         # layer 2: Y = M2(σ(Zq)) with keys' activations a and errors e
-        dhq, da, de, gw2, gs2, dg, dbeta, dgamma, dh, drho = dual_layer_bwd(
-            hq, a, e_c, w2, s2, g, beta, gamma, h, rho, xdy, dw2, ds2, last, BT, PREC
+        dhq, da, de, gw2, gs2, dg, dbeta, dgamma, dh, drho, dn = dual_layer_bwd(
+            hq, a, e_c, w2, s2, g, beta, gamma, h, rho, n, xdy, dw2, ds2, last, BT, PREC
         )
         dzq = dhq * act_grad(zq, ACT)
         # layer 1: Zq with keys k and errors δ
-        gq, gk, ddlt, gw1, gs1, dg1, dbeta1, dgamma1, dh1, drho1 = dual_layer_bwd(
-            xq, xk, dlt_c, w1, s1, g, beta, gamma, h, rho, dzq, dw1, ds1, last, BT, PREC
+        gq, gk, ddlt, gw1, gs1, dg1, dbeta1, dgamma1, dh1, drho1, dn1 = dual_layer_bwd(
+            xq, xk, dlt_c, w1, s1, g, beta, gamma, h, rho, n, dzq, dw1, ds1, last, BT, PREC
         )
         dg += dg1
         dbeta += dbeta1
         dgamma += dgamma1
         dh += dh1
         drho += drho1
+        dgp = tl.zeros((BT, BT), tl.float32)
+        d_s = tl.zeros((BT,), tl.float32)  # gradient of s = 2θc through the damping
+        if NORM:
+            d_norm = -(dn + dn1) * n * n
+            d_wt, d_xk = curvature_norm_bwd(d_norm, wt, xk, norm_k)
+            d_wt_a, d_a = curvature_norm_bwd(d_norm, wt, a, norm_a)
+            d_wt += d_wt_a
+            gk += d_xk
+            da += d_a
+            dgp = d_wt * (2.0 * scale * gt)[None, :]
+            d_s = tl.sum(d_wt * gp, axis=0)
         if RES:
             gq += xdy
         if CLIP:
             # scale depends on ‖u‖² = ‖δ‖² ‖k‖² + ‖e‖² ‖a‖²
-            d_sq = tl.sum(de * e, axis=1) + tl.sum(ddlt * dlt, axis=1)
+            d_sq = tl.sum(de * e, axis=1) + tl.sum(ddlt * dlt, axis=1) + 2.0 * gt * d_s
             d_sq = d_sq * surprise_scale_grad(sq, tau, CLIP)
             gk += (2.0 * d_sq * tl.sum(dlt * dlt, axis=1))[:, None] * xk
             da += (2.0 * d_sq * tl.sum(e * e, axis=1))[:, None] * a
@@ -218,8 +254,9 @@ def mlp_bwd_kernel(
         store_rows(dk, gk, i_b, i_h, t, rd, T, H, D, m_d)
         store_rows(dv, -2.0 * de, i_b, i_h, t, rd, T, H, D, m_d)
         gth, gla, gln = chunk_gates_bwd(
-            gt, gp, la_mat, ln_mat, beta, h, en, rho, dg, dbeta, dgamma, dh, drho, last, BT
+            gt, gp, la_mat, ln_mat, beta, h, en, rho, dg, dgp, dbeta, dgamma, dh, drho, last, BT
         )
+        gth += 2.0 * scale * d_s
         store_gates(dth, dla, dln, gth, gla, gln, i_b, i_h, t, T, H)
         dw1 = gw1
         ds1 = gs1

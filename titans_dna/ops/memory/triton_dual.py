@@ -15,10 +15,11 @@ One dual-form layer with weights W [DO, DI] and momentum S maps query-side input
 key-side inputs K [BT, DI] and surprise errors E [BT, DO] (u_i = e_i k_iᵀ, scaled by any clip
 factor) to
 
-    Y   = diag(β) X Wᵀ + diag(γ) X Sᵀ - (tril(X Kᵀ) ⊙ G) E
-    W_b = β_last W + γ_last S - Eᵀ diag(G_last,:) K          S_b = ρ S - Eᵀ diag(h) K
+    Y   = diag(β) X Wᵀ + diag(γ) X Sᵀ - diag(n) (tril(X Kᵀ) ⊙ G) E
+    W_b = β_last W + γ_last S - n_last Eᵀ diag(G_last,:) K    S_b = ρ S - n_last Eᵀ diag(h) K
 
-The backward helpers return the gradients of every input of these maps.
+where n [BT] is the normalized update's damping 1 / (1 + Σ_l ‖C_l‖_F) (`curvature_norm`; ones
+for the paper's update). The backward helpers return the gradients of every input of these maps.
 """
 
 from __future__ import annotations
@@ -82,42 +83,69 @@ def chunk_gates(th, la, ln, last, BT: tl.constexpr):
 
 @triton.jit
 def dual_layer_fwd(
-    x, k, e, w, s, g, beta, gamma, h, rho, last, BT: tl.constexpr, PREC: tl.constexpr
+    x, k, e, w, s, g, beta, gamma, h, rho, n, last, BT: tl.constexpr, PREC: tl.constexpr
 ):
-    """Outputs Y [BT, DO] and end state (W_b, S_b) [DO, DI] of one dual-form layer."""
+    """Outputs Y [BT, DO] and end state (W_b, S_b) [DO, DI] of one dual-form layer whose update
+    is damped by n [BT] per row (ones for the paper's update)."""
     r = tl.arange(0, BT)
     tril = r[:, None] >= r[None, :]
     p = tl.where(tril, mm(x, tl.trans(k), PREC), 0.0)
     y = beta[:, None] * mm(x, tl.trans(w), PREC)
     y += gamma[:, None] * mm(x, tl.trans(s), PREC)
-    y -= mm(p * g, e, PREC)
-    g_last = tl.sum(tl.where(r[:, None] == last, g, 0.0), axis=0)
+    y -= n[:, None] * mm(p * g, e, PREC)
+    n_last = _at(n, r, last)
+    g_last = tl.sum(tl.where(r[:, None] == last, g, 0.0), axis=0) * n_last
     w_new = _at(beta, r, last) * w + _at(gamma, r, last) * s
     w_new -= mm(tl.trans(e * g_last[:, None]), k, PREC)
-    s_new = rho * s - mm(tl.trans(e * h[:, None]), k, PREC)
+    s_new = rho * s - mm(tl.trans(e * (h * n_last)[:, None]), k, PREC)
     return y, w_new, s_new
 
 
 @triton.jit
+def curvature_norm(wt, x):
+    """‖C_t‖_F = (Σ_{i,j} wt_{t,i} wt_{t,j} (x_i·x_j)²)^(1/2) [BT] for one layer's inputs x [BT, DX]
+    and weights wt [BT, BT] (s_i D_{t,i}); TF32 products: only a step size depends on it."""
+    gram = tl.dot(x, tl.trans(x), input_precision="tf32")
+    q = tl.sum(tl.dot(wt, gram * gram, input_precision="tf32") * wt, axis=1)
+    return tl.sqrt(tl.maximum(q, 0.0))
+
+
+@triton.jit
+def curvature_norm_bwd(d_norm, wt, x, norm):
+    """Backward of `curvature_norm`: (d wt [BT, BT], dx [BT, DX]) from d‖C_t‖_F [BT]."""
+    gram = tl.dot(x, tl.trans(x), input_precision="tf32")
+    dq = tl.where(norm > 0.0, d_norm / (2.0 * tl.maximum(norm, 1e-30)), 0.0)
+    d_wt = 2.0 * dq[:, None] * tl.dot(wt, gram * gram, input_precision="tf32")
+    d_sq = tl.dot(tl.trans(wt), dq[:, None] * wt, input_precision="tf32")
+    dx = 4.0 * tl.dot(gram * d_sq, x, input_precision="tf32")
+    return d_wt, dx
+
+
+@triton.jit
 def dual_layer_bwd(
-    x, k, e, w, s, g, beta, gamma, h, rho, dy, dw_b, ds_b, last,
+    x, k, e, w, s, g, beta, gamma, h, rho, n, dy, dw_b, ds_b, last,
     BT: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """Backward of `dual_layer_fwd` for output gradients dY [BT, DO], dW_b, dS_b [DO, DI].
 
-    Returns (dX, dK, dE, dW, dS, dG [BT,BT], dβ [BT], dγ [BT], dh [BT], dρ scalar); dW and dS
-    are the gradients w.r.t. the layer's chunk-start state through this layer only (the error
-    E's dependence on W belongs to the caller).
+    Returns (dX, dK, dE, dW, dS, dG [BT,BT], dβ [BT], dγ [BT], dh [BT], dρ scalar, dn [BT]); dW
+    and dS are the gradients w.r.t. the layer's chunk-start state through this layer only (the
+    error E's dependence on W belongs to the caller).
     """
     r = tl.arange(0, BT)
     tril = r[:, None] >= r[None, :]
     is_last = r == last
     p = tl.where(tril, mm(x, tl.trans(k), PREC), 0.0)
+    pg = p * g
     beta_b = _at(beta, r, last)
     gamma_b = _at(gamma, r, last)
-    g_last = tl.sum(tl.where(r[:, None] == last, g, 0.0), axis=0)
-    # Y = ... - (P ⊙ G) E  =>  d(P ⊙ G) = -dY Eᵀ
+    n_last = _at(n, r, last)
+    g_row = tl.sum(tl.where(r[:, None] == last, g, 0.0), axis=0)
+    g_last = g_row * n_last
+    # Y = ... - diag(n) (P ⊙ G) E  =>  d(diag(n) P ⊙ G) = -dY Eᵀ
     dm = -mm(dy, tl.trans(e), PREC)
+    dn = tl.sum(dm * pg, axis=1)
+    dm = dm * n[:, None]
     dp = tl.where(tril, dm * g, 0.0)
     dg = tl.where(tril, dm * p, 0.0)
     dx = beta[:, None] * mm(dy, w, PREC)
@@ -132,23 +160,28 @@ def dual_layer_bwd(
     dbeta += tl.where(is_last, tl.sum(tl.sum(dw_b * w, axis=1), axis=0), 0.0)
     dgamma += tl.where(is_last, tl.sum(tl.sum(dw_b * s, axis=1), axis=0), 0.0)
     drho = tl.sum(tl.sum(ds_b * s, axis=1), axis=0)
-    # end states: W_b = ... - Σ_i g_i e_i k_iᵀ, S_b = ρ S - Σ_i h_i e_i k_iᵀ
+    # end states: W_b = ... - n_b Σ_i g_i e_i k_iᵀ, S_b = ρ S - n_b Σ_i h_i e_i k_iᵀ
     kw = mm(k, tl.trans(dw_b), PREC)
     ks = mm(k, tl.trans(ds_b), PREC)
-    de = -mm(tl.trans(p * g), dy, PREC)
-    de -= g_last[:, None] * kw + h[:, None] * ks
+    de = -mm(tl.trans(pg * n[:, None]), dy, PREC)
+    de -= g_last[:, None] * kw + (h * n_last)[:, None] * ks
     dk -= g_last[:, None] * mm(e, dw_b, PREC)
-    dk -= h[:, None] * mm(e, ds_b, PREC)
-    dg += tl.where(r[:, None] == last, -tl.sum(e * kw, axis=1)[None, :], 0.0)
-    dh = -tl.sum(e * ks, axis=1)
-    return dx, dk, de, dw, ds, dg, dbeta, dgamma, dh, drho
+    dk -= (h * n_last)[:, None] * mm(e, ds_b, PREC)
+    ekw = tl.sum(e * kw, axis=1)
+    eks = tl.sum(e * ks, axis=1)
+    dg += tl.where(r[:, None] == last, -(ekw * n_last)[None, :], 0.0)
+    dh = -eks * n_last
+    dn += tl.where(is_last, -tl.sum(g_row * ekw, axis=0) - tl.sum(h * eks, axis=0), 0.0)
+    return dx, dk, de, dw, ds, dg, dbeta, dgamma, dh, drho, dn
 
 
 @triton.jit
 def chunk_gates_bwd(
-    th, gp, la_mat, ln_mat, beta, h, en, rho, dg, dbeta, dgamma, dh, drho, last, BT: tl.constexpr
-):
-    """Gradients of θ, log(1-α), log η ([BT] each) from those of G, β, γ, h, ρ.
+    th, gp, la_mat, ln_mat, beta, h, en, rho, dg, dgp, dbeta, dgamma, dh, drho, last,
+    BT: tl.constexpr,
+):  # fmt: skip
+    """Gradients of θ, log(1-α), log η ([BT] each) from those of G, β, γ, h, ρ, and of G/θ = D
+    directly (dgp: the normalized update's curvature; zeros for the paper's).
 
     An entry exp Σ_{s<j≤t} x_j with gradient-times-value R[t, s] sends R to x_{s+1..t}; summed,
     x_j receives Σ_{t≥j} (Σ_s R[t, s] - Σ_s R[s, t]): row minus column sums, then a reverse
@@ -158,7 +191,7 @@ def chunk_gates_bwd(
     tril = r[:, None] >= r[None, :]
     p_last = tl.sum(tl.where(r[:, None] == last, ln_mat, 0.0), axis=0)
     dth = tl.sum(dg * gp, axis=0) + dh * p_last
-    dgp = dg * th[None, :]
+    dgp += dg * th[None, :]
     dla_mat = tl.dot(dgp, tl.trans(ln_mat), input_precision="ieee") + dgamma[:, None] * en[None, :]
     dla_mat = tl.where(tril, dla_mat, 0.0) * la_mat
     dln_mat = tl.where(tril, tl.dot(tl.trans(la_mat), dgp, input_precision="ieee"), 0.0) * ln_mat

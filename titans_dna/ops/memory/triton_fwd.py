@@ -12,7 +12,14 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from titans_dna.ops.memory.triton_dual import act_fwd, act_grad, chunk_gates, dual_layer_fwd, mm
+from titans_dna.ops.memory.triton_dual import (
+    act_fwd,
+    act_grad,
+    chunk_gates,
+    curvature_norm,
+    dual_layer_fwd,
+    mm,
+)
 
 
 @triton.jit
@@ -43,13 +50,21 @@ def surprise_scale(sq_norm, tau, CLIP: tl.constexpr):
 
 
 @triton.jit
+def curvature_weights(g, scale, BT: tl.constexpr):
+    """s_i D_{t,i} [BT, BT] of the normalized update from G = θ D and the clip factors c
+    (s = 2θc)."""
+    return g * (2.0 * scale)[None, :]
+
+
+@triton.jit
 def linear_fwd_kernel(
     q, k, v, th, la, ln, w0, s0, y, w_end, s_end, w_chk, s_chk,
     T, H, NC, tau,
     D: tl.constexpr, BD: tl.constexpr, BV: tl.constexpr, BT: tl.constexpr,
-    CLIP: tl.constexpr, SAVE: tl.constexpr, PREC: tl.constexpr,
+    CLIP: tl.constexpr, NORM: tl.constexpr, SAVE: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """Linear memory M(x) = W x; grid (B*H, D / BV). CLIP needs BV ≥ D (row norms of e)."""
+    """Linear memory M(x) = W x; grid (B*H, D / BV). CLIP needs BV ≥ D (row norms of e); NORM:
+    the normalized update (its damping depends on keys and gates only, so row blocks agree)."""
     i_bh = tl.program_id(0)
     i_v = tl.program_id(1)
     i_b = i_bh // H
@@ -79,8 +94,12 @@ def linear_fwd_kernel(
         g, _gp, _la, _ln, beta, gamma, h, _en, rho = chunk_gates(gt, gl, gn, last, BT)
         e = 2.0 * (mm(xk, tl.trans(w), PREC) - xv)
         sq = tl.sum(e * e, axis=1) * tl.sum(xk * xk, axis=1)
-        e = e * surprise_scale(sq, tau, CLIP)[:, None]
-        out, w, s = dual_layer_fwd(xq, xk, e, w, s, g, beta, gamma, h, rho, last, BT, PREC)
+        scale = surprise_scale(sq, tau, CLIP)
+        e = e * scale[:, None]
+        n = tl.full((BT,), 1.0, tl.float32)
+        if NORM:
+            n = 1.0 / (1.0 + curvature_norm(curvature_weights(g, scale, BT), xk))
+        out, w, s = dual_layer_fwd(xq, xk, e, w, s, g, beta, gamma, h, rho, n, last, BT, PREC)
         y_off = ((i_b * T + t).to(tl.int64) * H + i_h) * D
         tl.store(
             y + y_off[:, None] + rv[None, :],
@@ -132,8 +151,8 @@ def mlp_fwd_kernel(
     w1_end, s1_end, w2_end, s2_end, w1_chk, s1_chk, w2_chk, s2_chk,
     T, H, NC, tau,
     D: tl.constexpr, F: tl.constexpr, BD: tl.constexpr, BF: tl.constexpr, BT: tl.constexpr,
-    ACT: tl.constexpr, RES: tl.constexpr, CLIP: tl.constexpr, SAVE: tl.constexpr,
-    PREC: tl.constexpr,
+    ACT: tl.constexpr, RES: tl.constexpr, CLIP: tl.constexpr, NORM: tl.constexpr,
+    SAVE: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """Depth-2 MLP memory; grid (B*H,). W1, S1: [B*H, F, D]; W2, S2: [B*H, D, F]."""
     i_bh = tl.program_id(0)
@@ -166,9 +185,13 @@ def mlp_fwd_kernel(
         _z, a, e, _r, dlt, _sq, scale = mlp_errors(xk, xv, w1, w2, tau, RES, ACT, CLIP, PREC)
         e = e * scale[:, None]
         dlt = dlt * scale[:, None]
-        zq, w1, s1 = dual_layer_fwd(xq, xk, dlt, w1, s1, g, beta, gamma, h, rho, last, BT, PREC)
+        n = tl.full((BT,), 1.0, tl.float32)
+        if NORM:
+            wt = curvature_weights(g, scale, BT)
+            n = 1.0 / (1.0 + curvature_norm(wt, xk) + curvature_norm(wt, a))
+        zq, w1, s1 = dual_layer_fwd(xq, xk, dlt, w1, s1, g, beta, gamma, h, rho, n, last, BT, PREC)
         hq = act_fwd(zq, ACT)
-        out, w2, s2 = dual_layer_fwd(hq, a, e, w2, s2, g, beta, gamma, h, rho, last, BT, PREC)
+        out, w2, s2 = dual_layer_fwd(hq, a, e, w2, s2, g, beta, gamma, h, rho, n, last, BT, PREC)
         if RES:
             out += xq
         y_off = ((i_b * T + t).to(tl.int64) * H + i_h) * D

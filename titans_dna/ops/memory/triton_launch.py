@@ -41,6 +41,7 @@ class KernelConfig:
     residual: bool
     clip: bool
     tau: float
+    norm: bool
     save: bool
     prec: str
 
@@ -54,6 +55,7 @@ class KernelConfig:
         activation: str,
         residual: bool,
         max_surprise_norm: float | None,
+        update: str,
         save: bool,
     ) -> KernelConfig:
         batch, length, heads, dim = q.shape
@@ -64,7 +66,8 @@ class KernelConfig:
         prec = "tf32" if q.dtype == torch.float32 else prec
         return cls(
             batch, length, heads, dim, hidden, depth, chunk_size, ACTIVATION_CODES[activation],
-            residual, clip, float(max_surprise_norm) if clip else 1.0, save, prec,
+            residual, clip, float(max_surprise_norm) if clip else 1.0, update == "normalized",
+            save, prec,
         )  # fmt: skip
 
     @property
@@ -119,7 +122,7 @@ def linear_fwd(cfg: KernelConfig, inputs: tuple, outputs: tuple) -> Launch:
     """inputs: q, k, v, θ, log(1-α), log η, W0, S0; outputs: y, W_end, S_end, W_chk, S_chk."""
     meta = dict(
         D=cfg.dim, BD=cfg.block_d, BV=cfg.block_v_fwd, BT=cfg.chunk,
-        CLIP=cfg.clip, SAVE=cfg.save, PREC=cfg.prec, num_warps=cfg.warps,
+        CLIP=cfg.clip, NORM=cfg.norm, SAVE=cfg.save, PREC=cfg.prec, num_warps=cfg.warps,
     )  # fmt: skip
     grid = (cfg.batch * cfg.heads, -(-cfg.dim // cfg.block_v_fwd))
     ints = (cfg.length, cfg.heads, cfg.n_chunks, cfg.tau)
@@ -131,7 +134,7 @@ def linear_bwd(cfg: KernelConfig, saved: tuple, grads_out: tuple, grads_in: tupl
     grads_in: dq, dk (partial [NV, ...]), dv, dθ, dlog(1-α), dlog η (partial), dW0, dS0."""
     meta = dict(
         D=cfg.dim, BD=cfg.block_d, BV=cfg.block_v_bwd, BT=cfg.chunk,
-        CLIP=cfg.clip, PREC=cfg.prec, num_warps=cfg.warps,
+        CLIP=cfg.clip, NORM=cfg.norm, PREC=cfg.prec, num_warps=cfg.warps,
     )  # fmt: skip
     grid = (cfg.batch * cfg.heads, -(-cfg.dim // cfg.block_v_bwd))
     ints = (cfg.batch, cfg.length, cfg.heads, cfg.n_chunks, cfg.tau)
@@ -141,7 +144,7 @@ def linear_bwd(cfg: KernelConfig, saved: tuple, grads_out: tuple, grads_in: tupl
 def _mlp_meta(cfg: KernelConfig) -> dict:
     return dict(
         D=cfg.dim, F=cfg.hidden, BD=cfg.block_d, BF=cfg.block_f, BT=cfg.chunk, ACT=cfg.act,
-        RES=cfg.residual, CLIP=cfg.clip, PREC=cfg.prec, num_warps=cfg.warps,
+        RES=cfg.residual, CLIP=cfg.clip, NORM=cfg.norm, PREC=cfg.prec, num_warps=cfg.warps,
     )  # fmt: skip
 
 

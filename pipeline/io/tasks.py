@@ -38,6 +38,8 @@ FASTX_SUFFIXES = tuple(
 )
 BED_SUFFIXES = (".bed", ".bed.gz")
 DEV_FRACTION = 0.1
+# Spellings of a missing value (pandas, R): a label, never a class of its own.
+MISSING_LABELS = frozenset({"nan", "na", "n/a", "null", "none"})
 _LABEL_WORD = re.compile(r"(?:^|\s)label=(\S+)")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -186,6 +188,10 @@ def _csv_rows(path: Path, require_label: bool) -> Iterator[RawExample]:
             label = None if label_col is None else row[label_col].strip()
             if require_label and not label:
                 raise input_error(path, f"row {row_number} has an empty label")
+            if label is not None and label.lower() in MISSING_LABELS:
+                raise input_error(
+                    path, f"row {row_number} has a missing label ({label!r}); remove the row"
+                )
             example_id = row[id_col].strip() if id_col is not None else f"{stem}:{row_number}"
             yield RawExample(example_id, row[seq_col].strip().encode(), label)
 
@@ -239,7 +245,10 @@ def hold_out_dev(train: LabelledSplit, seed: int) -> tuple[LabelledSplit, Labell
 
 
 def normalise_label(path: Path, label: str) -> str:
-    """`1.0` -> `1`; text labels unchanged; non-integral numbers are an error."""
+    """`1.0` -> `1`; text labels unchanged; non-integral numbers and missing values (NaN, NA,
+    null) are an error."""
+    if label.lower() in MISSING_LABELS:
+        raise input_error(path, f"missing label {label!r}; remove the examples that have none")
     if _NUMBER.match(label):
         value = float(label)
         if not value.is_integer():

@@ -1,6 +1,6 @@
 """Fine-tuning a sequence classifier on a labelled task, with model selection on dev.
 
-Before training, linear probes on the frozen backbone's features of train (pipeline.probe_start)
+Before training, linear probes on the frozen backbone's features of train (pipeline.finetune.probes)
 decide whether the labels depend on the sequences' orientation (if so, reverse-complement
 augmentation and strand averaging are off for the run and in the saved model) and give a first
 candidate, scored on dev like every later one.
@@ -29,20 +29,21 @@ import torch
 from torch import nn
 
 from pipeline.batching import augment_reverse_complement, pad_batch, training_batches
-from pipeline.classify import predict_proba
+from pipeline.device import autocast
 from pipeline.errors import PipelineError
+from pipeline.finetune.predict import predict_proba
+from pipeline.finetune.probes import ProbeSample, check_orientation, probe_head, sample_features
+from pipeline.io.tasks import LabelledSplit, Task
 from pipeline.metrics import classification_metrics
-from pipeline.probe_start import ProbeSample, check_orientation, probe_head, sample_features
+from pipeline.optim import SCHEDULES, decay_groups, warmup_then_decay
 from pipeline.progress import Progress
-from pipeline.tasks import LabelledSplit, Task
 from titans_dna.models.classifier import (
     TitansForSequenceClassification,
     count_trainable,
     freeze_backbone,
 )
 
-log = logging.getLogger("titans_dna")
-SCHEDULES = ("cosine", "linear")
+log = logging.getLogger("pipeline")
 EVALS_PER_BUDGET = 10
 # Train at least this many times as long as the previous dev scoring took before scoring again.
 TRAIN_PER_EVAL = 4
@@ -78,7 +79,7 @@ class EvalRecord:
     dev: dict[str, float | None] = field(default_factory=dict)
 
 
-class _Run:
+class TrainingRun:
     """The mutable state of one fine-tuning run: model, optimiser, best weights, history."""
 
     def __init__(
@@ -87,16 +88,19 @@ class _Run:
         task: Task,
         options: FinetuneOptions,
         device: torch.device,
+        rng: np.random.Generator,
+        started: float,
     ):
+        """`started`: the run's start (time.monotonic()), from which its budget counts."""
         self.model, self.task, self.options, self.device = model, task, options, device
-        self.rng = np.random.default_rng(options.seed)
+        self.rng = rng
         self.optimizer = torch.optim.AdamW(
-            _param_groups(model, options.weight_decay), lr=options.lr, betas=(0.9, 0.98)
+            decay_groups(model, options.weight_decay), lr=options.lr, betas=(0.9, 0.98)
         )
         batches_per_epoch = math.ceil(len(task.train) / options.batch_size)
         self.planned_steps = max(1, options.epochs * batches_per_epoch)
         self.budget = options.max_minutes * 60 if options.max_minutes else None
-        self.step, self.epoch, self.start = 0, 0.0, time.monotonic()
+        self.step, self.epoch, self.start = 0, 0.0, started
         self.train_seconds = 0.0  # time inside training steps, to predict the next one
         self.best_score, self.best_state, self.best_record = (-math.inf, -math.inf), None, None
         self.stale, self.history = 0, []
@@ -125,19 +129,11 @@ class _Run:
         return min(fraction, 1.0)
 
     def learning_rate(self) -> float:
-        return self.options.lr * lr_factor(
-            self.progress(), self.options.warmup, self.options.schedule
+        # a first step at a thousandth of the warmup, not at zero
+        done = max(self.progress(), 1e-3 * self.options.warmup)
+        return self.options.lr * warmup_then_decay(
+            done, self.options.warmup, shape=self.options.schedule
         )
-
-
-def lr_factor(progress: float, warmup: float, schedule: str) -> float:
-    """Multiplier of the peak learning rate at `progress` in [0, 1]: linear warmup, then decay."""
-    if progress < warmup:
-        return max(progress / warmup, 1e-3)
-    rest = (progress - warmup) / max(1.0 - warmup, 1e-9)
-    if schedule == "linear":
-        return max(1.0 - rest, 0.0)
-    return 0.5 * (1.0 + math.cos(math.pi * min(rest, 1.0)))
 
 
 def finetune(
@@ -153,10 +149,15 @@ def finetune(
     if options.freeze_backbone:
         freeze_backbone(model)
     model.to(device)
-    run = _Run(model, task, options, device)
-    probes = _probe_start(run)
-    options = run.options
+    started, rng = time.monotonic(), np.random.default_rng(options.seed)
+    sample, strands = _check_strands(model, task, options, device, rng)
+    if strands is not None and strands["oriented"]:
+        options = replace(options, rc_augment=False, rc_average=False)
     model.rc_average = options.rc_average
+    run = TrainingRun(model, task, options, device, rng, started)
+    probes = {"strand_check": strands, "probe_candidate": None}
+    if options.probe_candidate and sample is not None:
+        probes["probe_candidate"] = _score_probe_candidate(run, sample)
     log.info(
         "fine-tuning %s trainable parameters on %d examples (%d dev) for up to %d steps%s",
         f"{count_trainable(model):,}",
@@ -191,34 +192,29 @@ def finetune(
     }
 
 
-def _probe_start(run: _Run) -> dict:
-    """The strand check and the probe candidate, as asked for; returns their summaries.
-
-    On an oriented task, reverse-complement augmentation and averaging are turned off in
-    run.options.
-    """
-    options, num_labels = run.options, run.model.num_labels
+def _check_strands(
+    model: TitansForSequenceClassification,
+    task: Task,
+    options: FinetuneOptions,
+    device: torch.device,
+    rng: np.random.Generator,
+) -> tuple[ProbeSample | None, dict | None]:
+    """Frozen features of a sample of train (for the linear probes asked for) and the strand
+    check's summary (None when not run): whether the labels depend on orientation."""
     check_strands = options.strand_check and (options.rc_augment or options.rc_average)
-    done = {"strand_check": None, "probe_candidate": None}
     if not (check_strands or options.probe_candidate):
-        return done
+        return None, None
     started = time.monotonic()
-    sample = sample_features(run.model, run.task.train, device=run.device, rng=run.rng)
-    if not sample.cross_validatable(num_labels):
+    sample = sample_features(model, task.train, device=device, rng=rng)
+    if not sample.cross_validatable(model.num_labels):
         log.info("no linear probes: a class has fewer than two training examples")
-        return done
-    if check_strands:
-        check = check_orientation(sample, num_labels)
-        done["strand_check"] = asdict(check)
-        if check.oriented:
-            run.options = replace(options, rc_augment=False, rc_average=False)
-    if options.probe_candidate:
-        done["probe_candidate"] = _score_probe_candidate(run, sample)
-    log.info("linear probes took %.1f s", time.monotonic() - started)
-    return done
+        return None, None
+    check = asdict(check_orientation(sample, model.num_labels)) if check_strands else None
+    log.info("strand check took %.1f s", time.monotonic() - started)
+    return sample, check
 
 
-def _score_probe_candidate(run: _Run, sample: ProbeSample) -> dict:
+def _score_probe_candidate(run: TrainingRun, sample: ProbeSample) -> dict:
     """Score the backbone with a probe head on dev (a candidate like any checkpoint), then put
     the initial head back for training."""
     head = run.model.head
@@ -235,7 +231,7 @@ def _score_probe_candidate(run: _Run, sample: ProbeSample) -> dict:
     return {**summary, "dev": run.history[-1].dev}
 
 
-def _train(run: _Run) -> None:
+def _train(run: TrainingRun) -> None:
     options, train = run.options, run.task.train
     lengths = np.array([len(s) for s in train.sequences], dtype=np.int64)
     progress = Progress(run.planned_steps, "fine-tune", "step")
@@ -264,7 +260,7 @@ def _train(run: _Run) -> None:
     progress.close(best_dev_mcc=f"{run.best_score[0]:.4f}", stopped_by=run.stop_reason)
 
 
-def _train_step(run: _Run, train: LabelledSplit, batch: np.ndarray) -> float:
+def _train_step(run: TrainingRun, train: LabelledSplit, batch: np.ndarray) -> float:
     model, options, device = run.model, run.options, run.device
     started = time.monotonic()
     model.train()
@@ -275,7 +271,7 @@ def _train_step(run: _Run, train: LabelledSplit, batch: np.ndarray) -> float:
     labels = torch.from_numpy(train.labels[batch]).to(device)
     for group in run.optimizer.param_groups:
         group["lr"] = run.learning_rate()
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with autocast(device):
         logits = model(tokens.to(device), mask.to(device))
     loss = nn.functional.cross_entropy(logits.float(), labels)
     if not torch.isfinite(loss):
@@ -293,19 +289,19 @@ def _train_step(run: _Run, train: LabelledSplit, batch: np.ndarray) -> float:
     return loss.item()
 
 
-def _budget_spent(run: _Run) -> bool:
+def _budget_spent(run: TrainingRun) -> bool:
     """True when the next training step would end after the deadline."""
     deadline = run.deadline()
     next_step = run.train_seconds / max(run.step, 1)
     return deadline is not None and run.elapsed() + next_step >= deadline
 
 
-def _scoring_affordable(run: _Run) -> bool:
+def _scoring_affordable(run: TrainingRun) -> bool:
     """Enough training since the last dev scoring to keep scoring a small share of the run."""
     return time.monotonic() - run.last_eval_time >= TRAIN_PER_EVAL * run.last_eval_seconds
 
 
-def _interim_eval_due(run: _Run) -> bool:
+def _interim_eval_due(run: TrainingRun) -> bool:
     """Under a budget, evaluate every tenth of it (epochs may be longer than the budget)."""
     if run.budget is None or not _scoring_affordable(run):
         return False
@@ -316,7 +312,7 @@ def _tokens(split: LabelledSplit) -> int:
     return sum(len(s) for s in split.sequences)
 
 
-def _evaluate(run: _Run) -> None:
+def _evaluate(run: TrainingRun) -> None:
     """Score dev and keep the weights if best; `patience` stale evaluations stop training."""
     started = time.monotonic()
     dev = _score(run.model, run.task.dev, run.options, run.device)
@@ -362,29 +358,18 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only: biases, norm scales, embeddings and gates are exempt."""
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        exempt = parameter.ndim < 2 or "embed" in name or "norm" in name
-        (no_decay if exempt else decay).append(parameter)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
 def save_outputs(
     out_tmp: Path, model: TitansForSequenceClassification, task: Task, metrics: dict
 ) -> None:
     """Write model/, label_map.json and metrics.json into the (temporary) output folder."""
     import json
 
+    from pipeline.manifest import write_manifest
+    from titans_dna.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
     from titans_dna.tokenizer import DNATokenizer
 
     model_dir = model.save_pretrained(out_tmp / "model")
     DNATokenizer().save(model_dir / "tokenizer.json")
+    write_manifest(model_dir, (CONFIG_FILE, WEIGHTS_FILE, "tokenizer.json"))
     (out_tmp / "label_map.json").write_text(json.dumps(task.label_map(), indent=2) + "\n")
     (out_tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -28,12 +28,12 @@ import numpy as np
 import torch
 
 from pipeline.batching import reverse_complement
-from pipeline.classify import pooled_features
-from pipeline.evaluate import cv_folds, fit_probe
-from pipeline.tasks import LabelledSplit
+from pipeline.finetune.predict import pooled_features
+from pipeline.io.tasks import LabelledSplit
+from pipeline.probe import cv_folds, fit_probe
 from titans_dna.models.classifier import TitansForSequenceClassification
 
-log = logging.getLogger("titans_dna")
+log = logging.getLogger("pipeline")
 # Cross-validated ROC-AUC by which forward-strand features must beat strand-symmetric ones.
 MARGIN = 0.02
 # Examples the probes are fitted on (a seeded sample beyond this): plenty for a linear model

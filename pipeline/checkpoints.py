@@ -6,13 +6,14 @@ finetune output folder holding it under `model/`.
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 from pathlib import Path
 
 import torch
 
 from pipeline.errors import PipelineError, input_error
+from pipeline.manifest import MANIFEST_FILE, manifest_problem, sha256_file
 from titans_dna.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError
 from titans_dna.models.classifier import (
     MODEL_TYPE as CLASSIFIER_TYPE,
@@ -24,47 +25,28 @@ from titans_dna.models.classifier import (
 from titans_dna.models.config import TitansConfig
 from titans_dna.models.lm import TitansLM
 
-log = logging.getLogger("titans_dna")
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` (CUDA when present, else CPU), `cpu`, `cuda` or `cuda:N`."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise PipelineError(
-            f"--device {name}: not a device (use auto, cpu, cuda or cuda:N)"
-        ) from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PipelineError(f"--device {name}: no CUDA device is available (use --device cpu)")
-    return device
+log = logging.getLogger("pipeline")
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """`KEY=VALUE` strings to a dict; values are read as YAML scalars (32, 1e-3, mag, null)."""
-    import yaml
+    """`KEY=VALUE` strings to a dict (`cli_options.parse_setting`)."""
+    from pipeline.cli_options import parse_setting
 
-    overrides = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise PipelineError(f"--set {item}: expected KEY=VALUE")
-        try:
-            overrides[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as err:
-            raise PipelineError(f"--set {item}: unreadable value ({err})") from None
-    return overrides
+    return dict(parse_setting(item) for item in items)
 
 
 def checkpoint_dir(path: str | Path) -> Path:
-    """The checkpoint folder named by `path` (itself, or its `model/` subfolder)."""
+    """The checkpoint folder named by `path` (itself, or its `model/` subfolder), checked
+    against its manifest when it has one."""
     path = Path(path)
     if not path.exists():
         raise input_error(path, "checkpoint not found")
     if not (path / CONFIG_FILE).is_file() and (path / "model" / CONFIG_FILE).is_file():
-        return path / "model"
+        path = path / "model"
+    if (path / MANIFEST_FILE).is_file():
+        problem = manifest_problem(path)
+        if problem is not None:
+            raise input_error(path, f"corrupt checkpoint: {problem}")
     return path
 
 
@@ -81,11 +63,7 @@ def check_tokenizer(directory: Path) -> None:
 
 def weights_sha256(directory: Path) -> str:
     """sha256 of the checkpoint's weights file (identifies the exact model)."""
-    digest = hashlib.sha256()
-    with open(directory / WEIGHTS_FILE, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(directory / WEIGHTS_FILE)
 
 
 def load_backbone(path: str | Path, device: torch.device) -> tuple[TitansLM, Path]:
@@ -101,6 +79,15 @@ def load_backbone(path: str | Path, device: torch.device) -> tuple[TitansLM, Pat
     except CheckpointError as err:
         raise PipelineError(str(err)) from None
     return lm.to(device).eval(), directory
+
+
+def default_rc_average(directory: Path) -> bool:
+    """Whether a checkpoint's model averages both strands: a fine-tuned classifier's own
+    setting; False (the forward strand) for a pretrained language model."""
+    if checkpoint_model_type(directory) != CLASSIFIER_TYPE:
+        return False
+    meta = json.loads((directory / CONFIG_FILE).read_text())
+    return bool(meta.get("rc_average", True))
 
 
 def load_classifier(

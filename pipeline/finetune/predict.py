@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from pipeline.batching import inference_batches, pad_batch, reverse_complement
+from pipeline.batching import (
+    BATCH_TOKENS,
+    MAX_BATCH,
+    inference_batches,
+    pad_batch,
+    reverse_complement,
+    stream_piece_len,
+)
+from pipeline.device import autocast
 from titans_dna.models.classifier import TitansForSequenceClassification
 
-# Default tokens per streamed piece, rounded up to the model's streaming multiple.
-PIECE_TOKENS = 2048
-BATCH_TOKENS = 32768
-MAX_BATCH = 256
-
-
-def stream_piece_len(multiple: int, target: int = PIECE_TOKENS) -> int:
-    """`target` rounded up to a multiple of the model's streaming unit."""
-    return max(multiple, -(-target // multiple) * multiple)
+log = logging.getLogger("pipeline")
 
 
 @torch.no_grad()
@@ -40,7 +42,7 @@ def pooled_features(
     features = np.zeros((len(sequences), model.config.d_model), dtype=np.float32)
     for batch in inference_batches(lengths, batch_tokens, MAX_BATCH, piece_len):
         tokens, mask = pad_batch([sequences[i] for i in batch])
-        with _autocast(device):
+        with autocast(device):
             pooled = model.embed(tokens.to(device), mask.to(device), piece_len=piece_len)
         features[batch] = pooled.float().cpu().numpy()
     model.train(was_training)
@@ -71,6 +73,42 @@ def predict_proba(
     return probabilities / len(strands)
 
 
-def _autocast(device: torch.device) -> torch.autocast:
-    """bfloat16 autocast on CUDA (tensor cores); plain float32 on CPU."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def predict_file(
+    model: TitansForSequenceClassification,
+    input_path: str | Path,
+    out: str | Path,
+    *,
+    device: torch.device,
+    rc_average: bool | None = None,
+    reference: str | Path | None = None,
+    genome: str | Path | None = None,
+    invalid: str = "error",
+) -> int:
+    """Class probabilities of every record of `input_path` into the CSV `out` (id, length,
+    predicted class, p_CLASS per class, and the true label when the input has one), written
+    atomically; `rc_average` None follows the model. Returns the number of rows."""
+    import csv
+
+    from pipeline.atomic import atomic_file
+    from pipeline.io.items import blocks, read_items
+
+    rc_average = model.rc_average if rc_average is None else rc_average
+    items = read_items(input_path, reference=reference, genome=genome, invalid=invalid)
+    names, count = model.label_names, 0
+    with atomic_file(out) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        for block in blocks(items):
+            if count == 0:  # the first block decides whether a true-label column is written
+                with_labels = any(item.label is not None for item in block)
+                header = ["id", "length", "predicted"] + [f"p_{name}" for name in names]
+                writer.writerow(header + (["label"] if with_labels else []))
+            probabilities = predict_proba(
+                model, [item.tokens for item in block], device=device, rc_average=rc_average
+            )
+            for item, probs in zip(block, probabilities, strict=True):
+                row = [item.id, len(item.tokens), names[int(probs.argmax())]]
+                row += [f"{p:.6f}" for p in probs]
+                writer.writerow(row + ([item.label or ""] if with_labels else []))
+            count += len(block)
+    log.info("wrote %d predictions to %s", count, out)
+    return count

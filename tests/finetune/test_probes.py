@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import probe_start
-from pipeline.evaluate import fit_probe
-from pipeline.probe_start import check_orientation, head_from_probe, probe_head, sample_features
-from pipeline.tasks import LabelledSplit
+from pipeline.finetune import probes as probes_module
+from pipeline.finetune.probes import check_orientation, head_from_probe, probe_head, sample_features
+from pipeline.io.tasks import LabelledSplit
+from pipeline.probe import fit_probe
 from titans_dna.models.classifier import TitansForSequenceClassification
 from titans_dna.tokenizer import DNATokenizer
 
@@ -63,7 +63,7 @@ def test_strand_symmetric_labels_keep_both_strands() -> None:
 
 
 def test_sample_is_capped_and_covers_both_strands(monkeypatch) -> None:
-    monkeypatch.setattr(probe_start, "MAX_EXAMPLES", 64)
+    monkeypatch.setattr(probes_module, "MAX_EXAMPLES", 64)
     model = classifier(1).eval()
     train = motif_task(np.random.default_rng(2), 150, oriented=True)
     sample = sample_features(model, train, device=CPU, rng=np.random.default_rng(3))

@@ -1,20 +1,25 @@
 """The embeddings HDF5 layout (schema version 1), written incrementally and read back.
 
 ```
-/ids               [N] vlen utf-8        record id, or `contig:start-end` for a window
+/ids               [N] vlen utf-8        record id, or `contig:start-end` for a window (1-based,
+                                         inclusive, as samtools and IGV read regions)
 /embeddings        [N, D] float32|float16 pooled per sequence
 /lengths           [N] int64             tokens per sequence
+/sequence_digests  [N] uint64            the first 8 bytes of the blake2b digest of each sequence's
+                                         token ids: which sequence a row embeds (`sequence_digest`)
 /token_embeddings  [sum L_i, D]          with --per-token: row offsets[i] + j is token j of i
 /offsets           [N + 1] int64         with --per-token
 /windows           [N] compound (contig vlen utf-8, start int64, end int64, strand vlen utf-8)
                    with --window: 0-based half-open coordinates inside the input record
 root attributes    schema_version, model_config (JSON), checkpoint, checkpoint_sha256, tokenizer,
-                   pooling, layer, dtype, package_version, created, and the run's options
+                   pooling, layer, dtype, package_version, created, the run's options, and
+                   with windows window_ids (how window ids give coordinates)
 ```
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +28,12 @@ import h5py
 import numpy as np
 
 from pipeline.errors import input_error
-from pipeline.inputs import SequenceItem
+from pipeline.io.items import SequenceItem
+from pipeline.io.tasks import LabelledSplit
 
 SCHEMA_VERSION = 1
+WINDOW_IDS = "contig:start-end, 1-based inclusive (samtools, IGV); /windows: 0-based half-open"
+DIGESTS = "sequence_digests"
 DTYPES = ("float32", "float16")
 _TEXT = h5py.string_dtype("utf-8")
 _WINDOW = np.dtype([("contig", _TEXT), ("start", np.int64), ("end", np.int64), ("strand", _TEXT)])
@@ -51,7 +59,10 @@ class EmbeddingWriter:
         self.handle, self.dim, self.dtype = handle, dim, np.dtype(dtype)
         self.per_token, self.windowed = per_token, windowed
         self.count, self.token_count = 0, 0
-        for key, value in {**attrs, "schema_version": SCHEMA_VERSION, "dtype": dtype}.items():
+        layout = {"schema_version": SCHEMA_VERSION, "dtype": dtype}
+        if windowed:
+            layout["window_ids"] = WINDOW_IDS
+        for key, value in {**attrs, **layout}.items():
             handle.attrs[key] = value
         handle.create_dataset("ids", (0,), _TEXT, maxshape=(None,), chunks=(_ROWS_PER_CHUNK,))
         handle.create_dataset(
@@ -61,9 +72,8 @@ class EmbeddingWriter:
             maxshape=(None, dim),
             chunks=(_ROWS_PER_CHUNK, dim),
         )
-        handle.create_dataset(
-            "lengths", (0,), np.int64, maxshape=(None,), chunks=(_ROWS_PER_CHUNK,)
-        )
+        for name, kind in (("lengths", np.int64), (DIGESTS, np.uint64)):
+            handle.create_dataset(name, (0,), kind, maxshape=(None,), chunks=(_ROWS_PER_CHUNK,))
         if windowed:
             handle.create_dataset(
                 "windows", (0,), _WINDOW, maxshape=(None,), chunks=(_ROWS_PER_CHUNK,)
@@ -119,12 +129,15 @@ class EmbeddingWriter:
         if len(items) != len(pooled):
             raise ValueError(f"{len(items)} items but {len(pooled)} pooled vectors")
         end = self.count + len(items)
-        for name in ("ids", "embeddings", "lengths") + (("windows",) if self.windowed else ()):
+        for name in ("ids", "embeddings", "lengths", DIGESTS) + (
+            ("windows",) if self.windowed else ()
+        ):
             self.handle[name].resize(end, axis=0)
         self.handle["ids"][self.count : end] = [item.id for item in items]
         self.handle["embeddings"][self.count : end] = pooled.astype(self.dtype)
         lengths = np.array([len(item.tokens) for item in items], dtype=np.int64)
         self.handle["lengths"][self.count : end] = lengths
+        self.handle[DIGESTS][self.count : end] = [sequence_digest(item.tokens) for item in items]
         if self.windowed:
             rows = np.array(
                 [(item.contig, item.start, item.end, item.strand) for item in items], dtype=_WINDOW
@@ -142,9 +155,16 @@ class EmbeddingWriter:
         self.handle.attrs["num_tokens"] = int(self.handle["lengths"][:].sum())
 
 
+def sequence_digest(tokens: np.ndarray) -> int:
+    """A 64-bit digest of a sequence's token ids (blake2b), identifying what was embedded."""
+    data = np.ascontiguousarray(tokens, dtype=np.uint8).tobytes()
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
 @dataclass
 class Embeddings:
-    """Pooled embeddings read back from a file: ids [N], vectors float32 [N, D], lengths [N]."""
+    """Pooled embeddings read back from a file: ids [N], vectors float32 [N, D], lengths [N],
+    sequence digests [N] (None in files written before they were recorded)."""
 
     path: Path
     ids: list[str]
@@ -152,6 +172,7 @@ class Embeddings:
     lengths: np.ndarray
     attrs: dict
     windowed: bool
+    digests: np.ndarray | None = None
 
 
 def read_embeddings(path: str | Path) -> Embeddings:
@@ -172,6 +193,7 @@ def read_embeddings(path: str | Path) -> Embeddings:
                 handle["lengths"][:],
                 {k: _attr(v) for k, v in handle.attrs.items()},
                 "windows" in handle,
+                handle[DIGESTS][:] if DIGESTS in handle else None,
             )
     except OSError as err:
         raise input_error(path, f"unreadable HDF5 file ({err})") from None
@@ -193,3 +215,37 @@ def _attr(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def match_embeddings(embeddings: Embeddings, split: LabelledSplit) -> np.ndarray:
+    """The rows of `embeddings` [N, D] for the examples of `split`, matched by id, each row
+    checked to embed that example's sequence (its digest; its length in files without)."""
+    if embeddings.windowed:
+        raise input_error(embeddings.path, "windowed embeddings cannot be matched to task examples")
+    row = {}
+    for i, name in enumerate(embeddings.ids):
+        if name in row:
+            raise input_error(embeddings.path, f"id '{name}' occurs twice")
+        row[name] = i
+    missing = [name for name in split.ids if name not in row]
+    if missing:
+        raise input_error(
+            embeddings.path,
+            f"no embedding for {len(missing)} example(s) of {split.source}, e.g. '{missing[0]}'",
+        )
+    rows = [row[name] for name in split.ids]
+    if embeddings.digests is not None:
+        found = embeddings.digests[rows]
+        want = np.array([sequence_digest(s) for s in split.sequences], dtype=np.uint64)
+    else:
+        found = embeddings.lengths[rows]
+        want = np.array([len(s) for s in split.sequences])
+    wrong = np.flatnonzero(found != want)
+    if wrong.size:
+        raise input_error(
+            embeddings.path,
+            f"{wrong.size} of {len(rows)} embeddings were made from other sequences than the "
+            f"examples of {split.source} with the same ids (e.g. '{split.ids[wrong[0]]}'); "
+            "embed that file",
+        )
+    return embeddings.vectors[rows]

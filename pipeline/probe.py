@@ -20,10 +20,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.embed_store import Embeddings
-from pipeline.errors import input_error
 from pipeline.metrics import classification_metrics
-from pipeline.tasks import LabelledSplit
 
 # Inverse regularisation strengths searched by cross-validation (log-spaced, 1e-4 .. 1e4).
 C_GRID = np.logspace(-4, 4, 9)
@@ -95,21 +92,3 @@ def _full_proba(probe, x: np.ndarray, num_labels: int) -> np.ndarray:
     out = np.zeros((len(x), num_labels))
     out[:, probe.classes_] = probe.predict_proba(x)
     return out
-
-
-def match_embeddings(embeddings: Embeddings, split: LabelledSplit) -> np.ndarray:
-    """The rows of `embeddings` [N, D] for the examples of `split`, matched by id."""
-    if embeddings.windowed:
-        raise input_error(embeddings.path, "windowed embeddings cannot be matched to task examples")
-    row = {}
-    for i, name in enumerate(embeddings.ids):
-        if name in row:
-            raise input_error(embeddings.path, f"id '{name}' occurs twice")
-        row[name] = i
-    missing = [name for name in split.ids if name not in row]
-    if missing:
-        raise input_error(
-            embeddings.path,
-            f"no embedding for {len(missing)} example(s) of {split.source}, e.g. '{missing[0]}'",
-        )
-    return embeddings.vectors[[row[name] for name in split.ids]]

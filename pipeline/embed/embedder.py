@@ -4,7 +4,7 @@ Sequences of any length stream through the model's recurrent state in pieces (a 
 model's streaming unit), and pooling accumulates online, so memory depends on the piece length and
 batch size, never on the sequence length; the result equals one pass over the whole sequence.
 Inputs are read in blocks of bounded size, batched by length inside a block, and written in input
-order to the HDF5 layout of `pipeline.embed_store`.
+order to the HDF5 layout of `pipeline.embed.store`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.batching import inference_batches, pad_batch, reverse_complement
-from pipeline.classify import BATCH_TOKENS, MAX_BATCH, stream_piece_len
-from pipeline.embed_store import EmbeddingWriter
-from pipeline.inputs import SequenceItem, blocks
+from pipeline.batching import (
+    BATCH_TOKENS,
+    MAX_BATCH,
+    inference_batches,
+    pad_batch,
+    reverse_complement,
+    stream_piece_len,
+)
+from pipeline.device import autocast
+from pipeline.embed.store import EmbeddingWriter
+from pipeline.io.items import SequenceItem, blocks
 from pipeline.progress import Progress
 from titans_dna.models.lm import TitansLM
-from titans_dna.models.pooling import SequencePooling
+from titans_dna.models.pooling import SequencePooling, pool_pieces
 
-log = logging.getLogger("titans_dna")
+log = logging.getLogger("pipeline")
 EMBED_POOLINGS = ("mean", "last", "max")
 # Per-token output callback: (piece start, hidden [B, t, D] float32, reverse-complement strand).
 TokenSink = Callable[[int, np.ndarray, bool], None]
@@ -53,6 +60,7 @@ class Embedder:
         self.pool = SequencePooling(pooling, lm.config.d_model)
         self.piece_len = piece_len or stream_piece_len(multiple)
         self.rc_average, self.batch_tokens, self.max_batch = rc_average, batch_tokens, max_batch
+        self.progress: Progress | None = None  # advanced per streamed piece (forward strand)
 
     @property
     def dim(self) -> int:
@@ -83,26 +91,27 @@ class Embedder:
         self, sequences: list[np.ndarray], token_sink: TokenSink | None, reverse: bool
     ) -> np.ndarray:
         longest = max(len(s) for s in sequences)
-        acc, state = None, None
-        for start in range(0, longest, self.piece_len):
-            tokens, mask = pad_batch(sequences, start, min(start + self.piece_len, longest))
-            with torch.autocast(
-                self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
-            ):
-                _, hidden, state = self.lm(tokens.to(self.device), state)
-            hidden = hidden.float()
-            if acc is None:
-                acc = self.pool.start(hidden.shape[0], hidden.device, hidden.dtype)
-            self.pool.update(acc, hidden, mask.to(self.device))
+
+        def pieces():
+            for start in range(0, longest, self.piece_len):
+                tokens, mask = pad_batch(sequences, start, min(start + self.piece_len, longest))
+                yield start, tokens.to(self.device), mask.to(self.device)
+
+        def on_piece(start: int, hidden: torch.Tensor, mask: torch.Tensor) -> None:
+            if self.progress is not None and not reverse:
+                self.progress.update(int(mask.sum()))
             if token_sink is not None:
                 token_sink(start, hidden.cpu().numpy(), reverse)
-        return self.pool.finish(acc).cpu().numpy()
+
+        with autocast(self.device):
+            pooled = pool_pieces(self.lm, self.pool, pieces(), on_piece)
+        return pooled.float().cpu().numpy()
 
 
 def embed_items(items: Iterator[SequenceItem], writer: EmbeddingWriter, embedder: Embedder) -> int:
     """Embed every item into `writer`, in input order; return the number of items."""
     total = 0
-    progress = Progress(None, "embed", "bp")
+    progress = embedder.progress = Progress(None, "embed", "bp")
     for block in blocks(items):
         lengths = np.array([len(item.tokens) for item in block], dtype=np.int64)
         offsets = writer.reserve_tokens(lengths)
@@ -110,10 +119,10 @@ def embed_items(items: Iterator[SequenceItem], writer: EmbeddingWriter, embedder
         for batch in embedder.batches(lengths):
             sink = writer.token_sink(offsets[batch], lengths[batch]) if writer.per_token else None
             pooled[batch] = embedder.embed_batch([block[i].tokens for i in batch], sink)
-            progress.update(int(lengths[batch].sum()))
         writer.append(block, pooled)
         total += len(block)
     progress.close(sequences=total)
+    embedder.progress = None
     return total
 
 
@@ -122,7 +131,7 @@ def embed_file(
     out: str | Path,
     embedder: Embedder,
     *,
-    attrs: dict,
+    checkpoint: Path | None = None,
     reference: str | Path | None = None,
     genome: str | Path | None = None,
     window: int | None = None,
@@ -131,18 +140,17 @@ def embed_file(
     per_token: bool = False,
     invalid: str = "error",
 ) -> int:
-    """Embed every record (or window) of `input_path` into the HDF5 file `out`, atomically."""
-    import h5py
-
-    from pipeline.atomic import atomic_file, check_output_parent
-    from pipeline.inputs import read_items, windows
+    """Embed every record (or window) of `input_path` into the HDF5 file `out`, atomically,
+    with the provenance attributes (model, `checkpoint` folder and its weights' sha256, options)."""
+    from pipeline.atomic import atomic_hdf5, check_output_parent
+    from pipeline.io.items import read_items, windows
 
     check_output_parent(out)
+    attrs = provenance(embedder, checkpoint, input_path, window, stride)
     items = read_items(input_path, reference=reference, genome=genome, invalid=invalid)
     if window is not None:
         items = windows(items, window, stride or window)
-    # The HDF5 file is closed before atomic_file renames it into place.
-    with atomic_file(out) as tmp, h5py.File(tmp, "w") as handle:
+    with atomic_hdf5(out) as handle:
         writer = EmbeddingWriter(
             handle,
             embedder.dim,
@@ -155,3 +163,35 @@ def embed_file(
         writer.finish()
     log.info("wrote %d embeddings to %s", count, out)
     return count
+
+
+def provenance(
+    embedder: Embedder,
+    checkpoint: Path | None,
+    input_path: str | Path,
+    window: int | None,
+    stride: int | None,
+) -> dict:
+    """The root attributes that say how an embeddings file was made."""
+    import datetime
+
+    from pipeline import __version__
+    from pipeline.embed.store import model_attrs
+    from pipeline.manifest import sha256_file
+    from titans_dna.models.checkpoint import WEIGHTS_FILE
+    from titans_dna.tokenizer import DNATokenizer
+
+    sha = sha256_file(checkpoint / WEIGHTS_FILE) if checkpoint is not None else ""
+    attrs = model_attrs(embedder.lm.config.to_dict(), checkpoint or "", sha, DNATokenizer().version)
+    attrs.update(
+        pooling=embedder.pooling_kind,
+        layer="final",
+        package_version=__version__,
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        input=str(input_path),
+        rc_average=embedder.rc_average,
+        piece_len=embedder.piece_len,
+        window=window or 0,
+        stride=stride or window or 0,
+    )
+    return attrs

@@ -1,6 +1,6 @@
 """Unlabelled sequence inputs for `predict` and `embed`, tokenized, optionally cut into windows.
 
-Accepted: CSV with a `sequence` column (ids as in pipeline.tasks), BED intervals with an indexed
+Accepted: CSV with a `sequence` column (ids as in pipeline.io.tasks), BED intervals with an indexed
 genome, and everything `pipeline.io.read_sequences` reads (FASTA/FASTQ, GenBank/EMBL, BAM/CRAM).
 """
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import PipelineError, input_error
-from pipeline.tasks import CSV_SUFFIXES, read_csv_examples
+from pipeline.io.regions import region_id
+from pipeline.io.tasks import CSV_SUFFIXES, read_csv_examples
 
 # A block (the unit of reading, sorting by length and writing) holds at most this many tokens
 # or items; a single longer sequence forms a block of its own and streams in pieces.
@@ -69,14 +70,15 @@ def windows(items: Iterator[SequenceItem], window: int, stride: int) -> Iterator
     """Cut each item into windows of `window` tokens every `stride` tokens.
 
     Windows start at 0, stride, 2*stride, ... and the last one ends at the record's end (it may
-    be shorter); a record no longer than `window` is one window. Ids are `contig:start-end`.
+    be shorter); a record no longer than `window` is one window. Ids are `contig:start-end`,
+    1-based and inclusive as samtools and IGV read them (`region_id`).
     """
     for item in items:
         length = len(item.tokens)
         for start in range(0, max(length, 1), stride):
             end = min(start + window, length)
             yield SequenceItem(
-                f"{item.contig}:{start}-{end}", item.tokens[start:end], item.contig, start, end
+                region_id(item.contig, start, end), item.tokens[start:end], item.contig, start, end
             )
             if end >= length:
                 break
@@ -102,9 +104,9 @@ def _records(
         for example in read_csv_examples(path, require_label=False):
             yield example.id, example.sequence, example.label
         return
-    from pipeline.io import detect_format, read_bed_sequences, read_sequences
+    from pipeline.io import INTERVAL_FORMATS, detect_format, read_bed_sequences, read_sequences
 
-    if detect_format(path) == "bed":
+    if detect_format(path) in INTERVAL_FORMATS:
         if genome is None:
             raise input_error(path, "BED input needs the genome it indexes (--genome FASTA)")
         records = read_bed_sequences(path, genome)

@@ -15,8 +15,8 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.errors import PipelineError
-from pipeline.report import ReportInputs, finetune_rows, read_window_embeddings, write_report
-from pipeline.report_figures import principal_components
+from pipeline.report.figures import principal_components
+from pipeline.report.html import ReportInputs, finetune_rows, read_window_embeddings, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -125,7 +125,7 @@ def test_report_cli_and_missing_input(outputs: ReportInputs, tmp_path: Path, cap
     missing = tmp_path / "finetune" / "absent_task"
     missing.mkdir()
     bad = tmp_path / "bad.html"
-    assert main(["report", "--finetune", str(missing), "-o", str(bad)]) == 2
+    assert main(["report", "--finetune", str(missing), "-o", str(bad)]) == 3
     error = capsys.readouterr().err
     assert f"{missing / 'metrics.json'}: missing" in error
     assert not bad.exists()

@@ -1,8 +1,9 @@
 """The run report: one self-contained HTML file (inline CSS, figures as base64 PNG).
 
 Sections: pretraining curves and summary, the fine-tuning metrics beside reference numbers,
-a PCA map of window embeddings along the genome, and provenance (configuration, package
-versions, sha256 of inputs and of the pretrained checkpoint).
+a PCA map of window embeddings along the genome, the long-context measurements (context curve,
+planted-repeat recall, natural repeats), and provenance (configuration, package versions, sha256
+of inputs and of the pretrained checkpoint).
 """
 
 from __future__ import annotations
@@ -23,8 +24,15 @@ import numpy as np
 from pipeline import __version__
 from pipeline.atomic import atomic_file, check_output_parent
 from pipeline.errors import PipelineError, input_error
-from pipeline.fetch import sha256_file
-from pipeline.report_figures import embedding_map, figure_png, pretraining_curves
+from pipeline.manifest import sha256_file
+from pipeline.report.figures import (
+    LONG_CONTEXT_LABELS,
+    embedding_map,
+    figure_png,
+    long_context_figure,
+    pretraining_curves,
+    variant_figure,
+)
 
 # Test-set MCC and ROC-AUC of a 3-6-mer count + logistic regression baseline (scikit-learn,
 # C=0.1), measured on the exact splits of the shared GUE tasks (data/README.md).
@@ -44,6 +52,24 @@ DNABERT2_MCC = {
     "tf_1": 0.7606,
     "mouse_0": 0.5676,
 }
+# Readable names of the fields of pretrain's summary.json.
+SUMMARY_LABELS = {
+    "steps": "optimizer steps",
+    "tokens": "training tokens",
+    "val_loss": "held-out loss (nats per base)",
+    "val_bits_per_base": "held-out bits per base",
+    "val_scored_bases": "held-out bases scored",
+    "tokens_per_s": "training speed (tokens/s)",
+    "train_seconds": "training time (s)",
+    "wall_s": "wall time (s)",
+    "parameters": "parameters",
+    "train_bases": "training bases",
+    "val_bases": "held-out bases",
+    "world_size": "processes",
+    "device": "device",
+    "stopped_early": "stopped by the time budget",
+    "beats_markov": "beats the best Markov baseline",
+}
 VERSIONED_PACKAGES = ("titans-dna", "torch", "numpy", "h5py", "matplotlib", "snakemake", "triton")
 
 
@@ -54,6 +80,8 @@ class ReportInputs:
     pretrain: Path | None = None
     finetune: list[Path] = field(default_factory=list)
     embeddings: list[Path] = field(default_factory=list)
+    long_context: Path | None = None
+    variants: list[Path] = field(default_factory=list)
     config: Path | None = None
     inputs: list[Path] = field(default_factory=list)
     title: str = "titans-dna run report"
@@ -67,6 +95,8 @@ def write_report(spec: ReportInputs, out: str | Path) -> None:
         _pretrain_section(spec.pretrain) if spec.pretrain else "",
         _finetune_section(spec.finetune) if spec.finetune else "",
         "".join(_embedding_section(path) for path in spec.embeddings),
+        _long_context_section(spec.long_context) if spec.long_context else "",
+        "".join(_variant_section(path) for path in spec.variants),
         _provenance_section(spec),
     ]
     document = _page(spec.title, "".join(sections))
@@ -75,13 +105,18 @@ def write_report(spec: ReportInputs, out: str | Path) -> None:
 
 
 def _check_inputs(spec: ReportInputs) -> None:
-    if not (spec.pretrain or spec.finetune or spec.embeddings):
-        raise PipelineError("nothing to report: give --pretrain, --finetune or --embeddings")
+    if not (spec.pretrain or spec.finetune or spec.embeddings or spec.long_context
+            or spec.variants):  # fmt: skip
+        raise PipelineError(
+            "nothing to report: give --pretrain, --finetune, --embeddings, --long-context or "
+            "--variants"
+        )
     if spec.pretrain is not None:
         metrics_file(spec.pretrain)
     for folder in spec.finetune:
         _require(folder / "metrics.json", "missing (expected the output of titans-dna finetune)")
-    for path in [*spec.embeddings, *spec.inputs, *([spec.config] if spec.config else [])]:
+    optional = [p for p in (spec.config, spec.long_context) if p is not None]
+    for path in [*spec.embeddings, *spec.variants, *spec.inputs, *optional]:
         _require(path, "no such file")
 
 
@@ -137,8 +172,9 @@ def _pretrain_section(folder: Path) -> str:
     image = figure_png(pretraining_curves(rows, baselines))
     facts = {"output folder": str(folder), "last logged step": f"{rows[-1]['step']:.0f}"}
     facts.update(
-        {key: _fmt(value) for key, value in summary.items() if not isinstance(value, dict)}
-    )
+        {SUMMARY_LABELS.get(key, key.replace("_", " ")): _fmt(value)
+         for key, value in summary.items() if not isinstance(value, dict)}
+    )  # fmt: skip
     facts.update({f"{label} baseline bits/base": _fmt(bits) for label, bits in baselines.items()})
     return (
         "<h2>Pretraining</h2>"
@@ -246,6 +282,89 @@ def _embedding_section(path: Path) -> str:
     return (
         f"<h2>Embeddings: {html.escape(path.name)}</h2>"
         f'<img alt="embedding PCA" src="data:image/png;base64,{image}">' + _key_value_table(facts)
+    )
+
+
+# ---------------------------------------------------------------- long context
+
+
+def _long_context_section(path: Path) -> str:
+    result = _read_json(path)
+    if not all(isinstance(result.get(key), dict) for key in ("curve", "recall", "repeats")):
+        raise input_error(path, "not the output of titans-dna long-context")
+    image = figure_png(long_context_figure(result))
+    rows = []
+    for key, label in LONG_CONTEXT_LABELS.items():
+        repeats = result["repeats"].get(key)
+        if repeats:
+            rows.append(
+                f"<tr><td>{html.escape(label)}</td><td>{_fmt(repeats['bits_at_repeats'])}</td>"
+                f"<td>{_fmt(repeats['bits_overall'])}</td><td>{_fmt(repeats['repeat_bases'])}"
+                "</td></tr>"
+            )
+    settings = result.get("settings", {})
+    return (
+        "<h2>Long context</h2>"
+        f"<p>Held-out part of <code>{html.escape(str(result.get('input', '')))}</code> "
+        f"({_fmt(result.get('held_out_bases'))} bases). The memory-off ablation resets the "
+        f"memory every {_fmt(settings.get('reset_every'))} bases.</p>"
+        f'<img alt="context curve and planted-repeat recall" src="data:image/png;base64,{image}">'
+        "<h3>Natural repeats</h3>"
+        '<table class="metrics"><tr><th>model</th><th>bits/base at distant repeats</th>'
+        f"<th>bits/base overall</th><th>repeat bases</th></tr>{''.join(rows)}</table>"
+        f"<p class=note>Distant repeats: bases whose preceding {_fmt(settings.get('repeat_k'))} "
+        "bases occurred earlier in the window, more than the reset interval back.</p>"
+    )
+
+
+# ---------------------------------------------------------------- variant scores
+
+
+def read_variant_scores(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(TITANS_LLR [N], INFO AF [N], NaN where absent) of the scored alleles of a scored VCF."""
+    import pysam
+
+    llr, frequency = [], []
+    try:
+        with pysam.VariantFile(str(path)) as reader:
+            if "TITANS_LLR" not in reader.header.info:
+                raise input_error(path, "not the output of titans-dna score-variants")
+            has_af = "AF" in reader.header.info
+            for rec in reader:
+                scores = rec.info.get("TITANS_LLR") or ()
+                afs = (rec.info.get("AF") if has_af else None) or (None,) * len(scores)
+                for score, af in zip(scores, afs, strict=False):
+                    if score is not None:
+                        llr.append(score)
+                        frequency.append(math.nan if af is None else af)
+    except (OSError, ValueError) as error:
+        raise input_error(path, f"not a readable VCF ({error})") from None
+    return np.array(llr, dtype=np.float64), np.array(frequency, dtype=np.float64)
+
+
+def _variant_section(path: Path) -> str:
+    llr, frequency = read_variant_scores(path)
+    if not len(llr):
+        return f"<h2>Variant scores: {html.escape(path.name)}</h2><p>No scored alleles.</p>"
+    image = figure_png(variant_figure(llr, frequency, path.name.removesuffix(".vcf.gz")))
+    known = np.isfinite(frequency)
+    facts = {
+        "file": str(path),
+        "scored alleles": f"{len(llr):,}",
+        "median score (nats)": f"{np.median(llr):.3f}",
+        "alleles with a negative score": f"{(llr < 0).mean():.0%}",
+    }
+    if known.sum() > 2:
+        rho = np.corrcoef(
+            np.argsort(np.argsort(llr[known])), np.argsort(np.argsort(frequency[known]))
+        )
+        facts["Spearman correlation with AF"] = f"{rho[0, 1]:.3f} ({known.sum()} alleles)"
+    return (
+        f"<h2>Variant scores: {html.escape(path.name)}</h2>"
+        f'<img alt="variant scores" src="data:image/png;base64,{image}">'
+        + _key_value_table(facts)
+        + "<p class=note>Score: log-likelihood of the alternative haplotype minus that of the "
+        "reference over the alleles and the window after them, mean of both strands.</p>"
     )
 
 
