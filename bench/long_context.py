@@ -85,13 +85,19 @@ def measure(args: argparse.Namespace, label: str, checkpoint: str, genome: str) 
     return result
 
 
+def column(label: str, mode: str, modes: dict) -> str:
+    """A model's column name: with the mode ("memory", "memory reset") unless it has one only
+    (a model without a memory)."""
+    return label if len(modes) == 1 else f"{label}, {mode.replace('_', ' ')}"
+
+
 def curve_table(results: list[dict], genome: str) -> str:
     rows = {}
     for r in (r for r in results if r["genome"] == genome):
         for mode, points in r["curve"].items():
             for p in points:
                 row = rows.setdefault(p["context"], {"context (bases)": f"{p['context']:,}"})
-                row[f"{r['label']}, {mode.replace('_', ' ')}"] = p["bits_per_base"]
+                row[column(r["label"], mode, r["curve"])] = p["bits_per_base"]
         if "memory_reset" in r["curve"]:
             for on, off in zip(r["curve"]["memory"], r["curve"]["memory_reset"], strict=True):
                 rows[on["context"]][f"{r['label']}, on − off"] = (
@@ -107,7 +113,7 @@ def recall_table(results: list[dict], genome: str) -> str:
         for mode, points in r["recall"].items():
             for p in points:
                 row = rows.setdefault(p["distance"], {"distance (bases)": f"{p['distance']:,}"})
-                row[f"{r['label']}, {mode.replace('_', ' ')}"] = (
+                row[column(r["label"], mode, r["recall"])] = (
                     f"{p['ratio']:.3f} ({p['second']:.2f} / {p['first']:.2f})"
                 )
     table = [rows[d] for d in sorted(rows)]
@@ -119,7 +125,7 @@ def repeats_table(results: list[dict]) -> str:
     for r in results:
         for mode, rep in r["repeats"].items():
             table.append({
-                "genome": r["genome"], "model": f"{r['label']}, {mode.replace('_', ' ')}",
+                "genome": r["genome"], "model": column(r["label"], mode, r["repeats"]),
                 "bits/base at distant repeats": rep["bits_at_repeats"],
                 "bits/base overall": rep["bits_overall"],
                 "repeat bases / bases": f"{rep['repeat_bases']:,} / {rep['bases']:,}",

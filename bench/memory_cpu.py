@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from common import append_section, markdown_table
+from common import append_section, markdown_table, process_memory_mib
 from torch import nn
 
 from pipeline.allocator import keep_freed_memory
@@ -223,12 +222,12 @@ def rss_case(length: int, piece: int) -> None:
     torch.manual_seed(0)
     model = TitansLM(TitansConfig.preset("tiny")).eval()
     tokens = torch.randint(5, 9, (1, length))
-    before = _peak_rss_mib()
+    before = process_memory_mib()
     wall, cpu = time.perf_counter(), time.process_time()
     with torch.inference_mode():
         total = model.log_likelihood(tokens, piece_len=piece)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    peak = _peak_rss_mib()
+    peak = process_memory_mib()
     bits = -float(total[0]) / (length - 1) / float(torch.log(torch.tensor(2.0)))
     print(
         json.dumps(
@@ -245,18 +244,6 @@ def rss_case(length: int, piece: int) -> None:
             }
         )
     )
-
-
-def _peak_rss_mib() -> float:
-    """Peak resident memory of this process image. Linux folds the parent's peak into
-    getrusage's ru_maxrss across fork+exec, so the per-image high-water mark VmHWM is read
-    first; getrusage is the fallback elsewhere."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def main(argv: list[str] | None = None) -> int:

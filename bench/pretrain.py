@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, SHARED_DATA, append_section, markdown_table
+from common import REPO, SHARED_DATA, append_section, markdown_table, process_memory_mib
 
 from pipeline.allocator import keep_freed_memory
 
@@ -236,7 +236,7 @@ def long_context_child(store: Path, context: int, device: str, out: Path) -> dic
         f"train.activation_checkpointing={'true' if cuda else 'false'}",
     ]
     config = load_config(CONFIG, sets, [str(store)])
-    baseline_mb = _memory_mb("VmRSS")
+    baseline_mb = process_memory_mib("VmRSS")
     folder = out / f"long-{context}"
     shutil.rmtree(folder, ignore_errors=True)
     try:
@@ -250,7 +250,7 @@ def long_context_child(store: Path, context: int, device: str, out: Path) -> dic
     result = {
         "context": context,
         "device": device,
-        "peak_rss_mb": _memory_mb("VmHWM"),
+        "peak_rss_mb": process_memory_mib(),
         "baseline_rss_mb": baseline_mb,
         "step_s": min(timed) if timed else None,
         "problem": problem,
@@ -258,15 +258,6 @@ def long_context_child(store: Path, context: int, device: str, out: Path) -> dic
     if cuda:
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
-
-
-def _memory_mb(field: str) -> float:
-    """VmRSS (now) or VmHWM (peak) of this process in MiB. Unlike getrusage's ru_maxrss, which
-    keeps the parent's peak across fork and exec, VmHWM starts afresh in the new program."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def long_context(store: Path, out: Path, contexts: list[int], device: str) -> list[dict]:

@@ -14,7 +14,12 @@ import torch
 
 from pipeline.errors import PipelineError, input_error
 from pipeline.manifest import MANIFEST_FILE, manifest_problem, sha256_file
-from titans_dna.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError
+from titans_dna.models.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    read_checkpoint_meta,
+)
 from titans_dna.models.classifier import (
     MODEL_TYPE as CLASSIFIER_TYPE,
 )
@@ -71,11 +76,12 @@ def load_backbone(path: str | Path, device: torch.device) -> tuple[TitansLM, Pat
     directory = checkpoint_dir(path)
     check_tokenizer(directory)
     try:
-        if checkpoint_model_type(directory) == CLASSIFIER_TYPE:
+        meta = read_checkpoint_meta(directory)
+        if meta["model_type"] == CLASSIFIER_TYPE:
             log.info("%s is a fine-tuned classifier; using its language model", directory)
-            lm = TitansForSequenceClassification.from_pretrained(directory).lm
+            lm = TitansForSequenceClassification.from_meta(meta, directory).lm
         else:
-            lm = TitansLM.from_pretrained(directory)
+            lm = TitansLM.from_meta(meta, directory)
     except CheckpointError as err:
         raise PipelineError(str(err)) from None
     return lm.to(device).eval(), directory
@@ -93,7 +99,7 @@ def default_rc_average(directory: Path) -> bool:
 def load_classifier(
     path: str | Path, device: torch.device
 ) -> tuple[TitansForSequenceClassification, Path]:
-    """A fine-tuned classifier (checkpoint folder or finetune --out folder)."""
+    """A fine-tuned classifier (checkpoint folder or finetune -o folder)."""
     directory = checkpoint_dir(path)
     check_tokenizer(directory)
     try:

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="pretrained TitansLM checkpoint (or a pretrain --out folder), or 'none' to train "
+        help="pretrained TitansLM checkpoint (or a pretrain -o folder), or 'none' to train "
         "from scratch with --preset",
     )
     add_output(parser, "output folder (replaced only when an earlier finetune wrote it)")

@@ -7,7 +7,7 @@ OUT/checkpoints/step-XXXXXXXX/ (resumable), OUT/metrics.jsonl, OUT/metrics.csv, 
 OUT/config.yaml (the resolved configuration) and OUT/summary.json.
 
 A killed run continues from its newest complete checkpoint when started again with the same
---out (`--resume auto`, the default). For several GPUs or nodes, launch it with torchrun, e.g.
+-o/--output (`--resume auto`, the default). For several GPUs or nodes, launch it with torchrun, e.g.
 `torchrun --nproc_per_node 4 -m pipeline.cli pretrain ...`; batch sizes are global.
 """
 
@@ -69,6 +69,6 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.sets, stores)
     summary = run_pretraining(config, args.output, resume=args.resume, device=args.device)
     if summary is None:
-        log.warning("stopped by SIGTERM; run again with the same --out to resume")
+        log.warning("stopped by SIGTERM; run again with the same -o/--output to resume")
         return EXIT_SIGTERM
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,10 +18,13 @@ from pipeline.errors import PipelineError, input_error
 GZIP_MAGIC = b"\x1f\x8b"
 # The empty block that ends every complete BGZF file (SAM/BAM specification, section 4.1.2).
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def check_readable(path: str | Path) -> Path:
     """Return `path` as a Path if it is a readable regular file, else a PipelineError."""
+    if isinstance(path, str) and URL.match(path) and not Path(path).exists():
+        raise input_error(path, "is a URL: download it first (titans-dna fetch)")
     path = Path(path)
     if not path.exists():
         raise input_error(path, "no such file")

@@ -151,7 +151,7 @@ def resolve_resume(out: Path, resume: str) -> Path | None:
         if newest_valid(out) is not None:
             raise PipelineError(
                 f"{out / CHECKPOINTS}: holds checkpoints of an earlier run; use --resume auto to "
-                "continue it, or another --out to start afresh"
+                "continue it, or another -o/--output to start afresh"
             )
         return None
     if resume == "auto":
@@ -181,7 +181,7 @@ def check_model_config(folder: Path, expected: TitansConfig) -> None:
         raise PipelineError(
             f"{folder}: checkpoint was written for another model config ("
             + "; ".join(differences)
-            + "); use its configuration, or another --out to start afresh"
+            + "); use its configuration, or another -o/--output to start afresh"
         )
 
 

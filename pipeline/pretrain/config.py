@@ -49,6 +49,13 @@ class DataSection:
     # whole contigs held out for validation, as "name" or "source/name"
     val_contigs: list[str] = field(default_factory=list)
     cross_contig: bool = False  # allow windows to span consecutive contigs of a store
+    # Planted repeats train the memory to recall what attention no longer sees: with this
+    # probability a training window gets one random segment of `repeat_segment` bases twice, the
+    # second copy `repeat_distance` [min, max] bases after the first (the first copy is not
+    # scored: it is not DNA). Keep min above model.window so attention cannot copy it.
+    plant_repeats: float = 0.0
+    repeat_segment: int = 100
+    repeat_distance: list[int] = field(default_factory=lambda: [260, 411])
 
 
 @dataclass
@@ -160,6 +167,8 @@ def check_config(config: PretrainConfig, source: str) -> None:
         (0.0 <= d.max_n_fraction <= 1.0, "data.max_n_fraction must be in [0, 1]"),
         (d.softmask_weight >= 0.0, "data.softmask_weight must be >= 0"),
         (0.0 <= d.val_fraction < 1.0, "data.val_fraction must be in [0, 1)"),
+        (0.0 <= d.plant_repeats <= 1.0, "data.plant_repeats must be in [0, 1]"),
+        (_valid_repeats(config), _repeats_problem(config)),
         (t.context >= 2, "train.context must be >= 2"),
         (t.batch_size >= 1 and t.grad_accum >= 1, "train.batch_size and grad_accum must be >= 1"),
         (
@@ -192,6 +201,25 @@ def check_config(config: PretrainConfig, source: str) -> None:
             raise PipelineError(f"{source}: {problem}")
 
 
+def _valid_repeats(config: PretrainConfig) -> bool:
+    d, shortest = config.data, _shortest_context(config.train)
+    if not d.plant_repeats:
+        return True
+    if len(d.repeat_distance) != 2 or d.repeat_segment < 1:
+        return False
+    low, high = d.repeat_distance
+    return d.repeat_segment <= low <= high and high + d.repeat_segment < shortest
+
+
+def _repeats_problem(config: PretrainConfig) -> str:
+    d, shortest = config.data, _shortest_context(config.train)
+    return (
+        f"data.repeat_distance {d.repeat_distance} must be [min, max] with data.repeat_segment "
+        f"({d.repeat_segment}) <= min <= max and max + repeat_segment < the shortest training "
+        f"context ({shortest})"
+    )
+
+
 def _valid_warmup_start(t: TrainSection) -> bool:
     start = t.seqlen_warmup_start
     if start is None:
@@ -206,8 +234,12 @@ def _streamable(config: PretrainConfig) -> bool:
     if t.stream_windows == 1:
         return True
     multiple = config.model_config().stream_multiple
-    shortest = t.seqlen_warmup_start if t.seqlen_warmup_steps else None
-    return all(c % multiple == 0 for c in (t.context, shortest or t.context))
+    return all(c % multiple == 0 for c in (t.context, _shortest_context(t)))
+
+
+def _shortest_context(t: TrainSection) -> int:
+    """The first stage's context with sequence-length warmup, else train.context."""
+    return (t.seqlen_warmup_start if t.seqlen_warmup_steps else None) or t.context
 
 
 def _stream_problem(config: PretrainConfig) -> str:

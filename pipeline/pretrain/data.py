@@ -18,6 +18,10 @@ N limit applies to the whole stretch, and interleaved groups of streams differ i
 step. Consecutive windows overlap by one token (the last input of one window is the first of the
 next), so the model state carries across them exactly.
 
+Planted repeats (`data.plant_repeats`): a window may carry one random segment twice, further
+apart than attention reaches, drawn by (seed, step, row, PLANT_DRAWS); its first copy is not
+scored.
+
 Targets are weighted: A/C/G/T 1, soft-masked A/C/G/T `softmask_weight`, anything else (N, [PAD],
 [SEP]) 0, so N and padding are never predicted.
 """
@@ -43,6 +47,8 @@ log = logging.getLogger("pipeline")
 MAX_DRAWS = 100
 # Stretches of open streams kept in memory (all rows of all interleaved groups fit).
 OPEN_STREAMS = 4096
+# Last key of the generators that plant repeats: their draws never repeat a window's draws.
+PLANT_DRAWS = 1
 
 
 @dataclass(frozen=True)
@@ -276,12 +282,39 @@ class Corpus:
             raise ValueError(f"window indices {indices} exceed the batch of {batch_size}")
         if stream is None:
             drawn = [self.draw_window(step, i, context + 1) for i in indices]
-            return self.make_batch([(d.ids, d.softmask) for d in drawn])
-        first, index, count = stream
-        lo = index * context
-        rows = [self._stretch(first, i, count * context + 1) for i in indices]
-        return self.make_batch([(d.ids[lo : lo + context + 1], d.softmask[lo : lo + context + 1])
-                                for d in rows])  # fmt: skip
+            windows = [(d.ids, d.softmask) for d in drawn]
+        else:
+            first, index, count = stream
+            lo = index * context
+            rows = [self._stretch(first, i, count * context + 1) for i in indices]
+            windows = [(d.ids[lo : lo + context + 1], d.softmask[lo : lo + context + 1])
+                       for d in rows]  # fmt: skip
+        if not self.config.plant_repeats:
+            return self.make_batch(windows)
+        planted = [self.plant_repeat(step, i, *w) for i, w in zip(indices, windows, strict=True)]
+        return self.make_batch([p[:2] for p in planted], unscored=[p[2] for p in planted])
+
+    def plant_repeat(
+        self, step: int, row: int, ids: np.ndarray, softmask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, softmask, unscored) of window `row` of step `step`, with probability
+        `plant_repeats` carrying one random segment twice; unscored marks the first copy.
+
+        The copies leave the window's first and last tokens alone: a stream's windows share
+        them, so the state carried from window to window stays exact."""
+        d, unscored = self.config, np.zeros(len(ids), bool)
+        rng = np.random.default_rng([self.seed, step, row, PLANT_DRAWS])
+        if rng.random() >= d.plant_repeats:
+            return ids, softmask, unscored
+        low, high = d.repeat_distance
+        distance = int(rng.integers(low, high + 1))
+        start = int(rng.integers(1, len(ids) - distance - d.repeat_segment))
+        segment = rng.integers(A_ID, T_ID + 1, d.repeat_segment).astype(np.uint8)
+        ids, softmask = ids.copy(), softmask.copy()
+        for at in (start, start + distance):
+            ids[at : at + d.repeat_segment], softmask[at : at + d.repeat_segment] = segment, False
+        unscored[start : start + d.repeat_segment] = True
+        return ids, softmask, unscored
 
     def _stretch(self, first: int, row: int, length: int) -> Drawn:
         """Row `row`'s stretch of the stream starting at step `first` (kept while it is read:
@@ -294,15 +327,24 @@ class Corpus:
                 del self._streams[min(self._streams)]
         return drawn
 
-    def make_batch(self, windows: list[tuple[np.ndarray, np.ndarray]]) -> Batch:
-        """Windows of tokens (+ softmask) -> inputs/targets shifted by one, right-padded."""
+    def make_batch(
+        self,
+        windows: list[tuple[np.ndarray, np.ndarray]],
+        unscored: list[np.ndarray] | None = None,
+    ) -> Batch:
+        """Windows of tokens (+ softmask) -> inputs/targets shifted by one, right-padded;
+        `unscored` (bool per token of each window) marks tokens never predicted."""
         width = max(len(ids) for ids, _ in windows) - 1
         ids = np.full((len(windows), width + 1), PAD_ID, np.int64)
         soft = np.zeros((len(windows), width + 1), bool)
+        skip = np.zeros((len(windows), width + 1), bool)
         for row, (w_ids, w_soft) in enumerate(windows):
             ids[row, : len(w_ids)], soft[row, : len(w_soft)] = w_ids, w_soft
+            if unscored is not None:
+                skip[row, : len(w_ids)] = unscored[row]
         targets = ids[:, 1:]
         weights = target_weights(targets, soft[:, 1:], self.config.softmask_weight)
+        weights[skip[:, 1:]] = 0.0
         return Batch(
             inputs=torch.from_numpy(ids[:, :-1].copy()),
             targets=torch.from_numpy(targets.copy()),

@@ -510,7 +510,7 @@ def run_pretraining(
     removes the `out` it created: there is nothing to resume."""
     out = check_output_parent(out)
     if out.exists() and not out.is_dir():
-        raise PipelineError(f"{out}: is a file; --out names the run's folder")
+        raise PipelineError(f"{out}: is a file; -o/--output names the run's folder")
     ctx = dist.init_distributed(device)
     created = ctx.is_main and not out.exists()
     try:

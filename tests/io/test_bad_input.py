@@ -29,7 +29,7 @@ def tokenize(capfd: pytest.CaptureFixture, tmp_path: Path, *args: object) -> tup
     return code, capfd.readouterr().err, out_dir
 
 
-def assert_failed_cleanly(result: tuple[int, str, Path], path: Path, *problem: str) -> None:
+def assert_failed_cleanly(result: tuple[int, str, Path], path: Path | str, *problem: str) -> None:
     code, err, out_dir = result
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 3, err
@@ -119,6 +119,11 @@ def test_duplicate_names_in_an_indexed_bgzip(tmp_path: Path, capfd) -> None:
 def test_missing_path(tmp_path: Path, capfd) -> None:
     bad = tmp_path / "absent.fa"
     assert_failed_cleanly(tokenize(capfd, tmp_path, bad), bad, "no such file")
+
+
+def test_url_instead_of_file(tmp_path: Path, capfd) -> None:
+    result = tokenize(capfd, tmp_path, "gopher://x/y")
+    assert_failed_cleanly(result, "gopher://x/y", "is a URL", "titans-dna fetch")
 
 
 def test_folder_instead_of_file(tmp_path: Path, capfd) -> None:

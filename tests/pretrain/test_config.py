@@ -86,10 +86,14 @@ def test_wrong_type_in_file_names_file(tmp_path: Path) -> None:
         ("eval.markov_max_order=13", "markov_max_order"),
         ("eval.markov_smoothing=witten_bell", "markov_smoothing"),
         ("data.weights=[1.0,2.0]", "2 entries for 1 stores"),
+        ("data.plant_repeats=1.5", r"data\.plant_repeats must be in \[0, 1\]"),
+        ("data.repeat_distance=[300,500]", r"max \+ repeat_segment < the shortest training"),
+        ("data.repeat_distance=[50,500]", r"repeat_segment \(100\) <= min"),
     ],
 )
 def test_invalid_values(item: str, message: str) -> None:
     sets = ["train.grad_accum=4"] if "batch_size" in item else []
+    sets += ["data.plant_repeats=0.5"] if "repeat_distance" in item else []
     with pytest.raises(PipelineError, match=message):
         load_config(None, [*sets, item], ["a.h5"])
 

@@ -211,3 +211,38 @@ def test_stream_windows_continue_one_stretch(lambda_store: Path) -> None:
     assert torch.equal(joined, torch.from_numpy(np.stack(stretch)[:, :-1].astype(np.int64)))
     other = corpus.train_batch(4, 2, context, range(2), (4, 0, windows))
     assert not torch.equal(other.inputs, batches[0].inputs)  # a new stream, a new stretch
+
+
+def test_planted_repeats_copy_a_segment_and_score_only_the_second(lambda_store: Path) -> None:
+    corpus = _corpus([lambda_store], plant_repeats=0.5, repeat_segment=20, repeat_distance=[40, 60])
+    plain = _corpus([lambda_store])
+    batch, original = (
+        corpus.train_batch(3, 64, 128, range(64)),
+        plain.train_batch(3, 64, 128, range(64)),
+    )
+    planted = 0
+    for row in range(64):
+        changed = np.flatnonzero(batch.inputs[row].numpy() != original.inputs[row].numpy())
+        if changed.size == 0:
+            assert torch.equal(batch.weights[row], original.weights[row])
+            continue
+        planted += 1
+        ids = torch.cat([batch.inputs[row], batch.targets[row, -1:]]).numpy()
+        unscored = np.flatnonzero(batch.weights[row].numpy() == 0) + 1  # target t is input t + 1
+        first = unscored[unscored < 128][:20]
+        assert first.size == 20 and np.all(np.diff(first) == 1)
+        fits = [d for d in range(40, 61) if first[-1] + d < len(ids)]
+        second = [d for d in fits if np.array_equal(ids[first], ids[first + d])]
+        assert second, "the second copy lies 40..60 bases after the first"
+        assert np.all(batch.weights[row].numpy()[first[0] + second[0] - 1 :][:20] == 1.0)
+        assert changed.min() >= first[0] and changed.max() < first[-1] + second[0] + 1
+    assert 16 < planted < 48
+    again = corpus.train_batch(3, 64, 128, range(64))
+    assert torch.equal(again.inputs, batch.inputs)  # a pure function of the step
+
+
+def test_planted_repeats_keep_a_stream_exact(lambda_store: Path) -> None:
+    corpus = _corpus([lambda_store], plant_repeats=1.0, repeat_segment=20, repeat_distance=[40, 43])
+    batches = [corpus.train_batch(0, 2, 64, range(2), (0, j, 4)) for j in range(4)]
+    for before, after in itertools.pairwise(batches):
+        assert torch.equal(after.inputs[:, 0], before.targets[:, -1])

@@ -87,8 +87,9 @@ def _is_checkpoint_or_empty(folder: Path) -> bool:
         return False
 
 
-def read_checkpoint_meta(directory: str | Path, *, model_type: str) -> dict[str, Any]:
-    """Return the parsed config.json of a checkpoint of `model_type`, or raise CheckpointError."""
+def read_checkpoint_meta(directory: str | Path, *, model_type: str | None = None) -> dict[str, Any]:
+    """Return the parsed config.json of a checkpoint (of `model_type`, when given), or raise
+    CheckpointError."""
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: checkpoint folder does not exist")
@@ -102,7 +103,7 @@ def read_checkpoint_meta(directory: str | Path, *, model_type: str) -> dict[str,
     if not isinstance(meta, dict) or "model_type" not in meta or "config" not in meta:
         raise CheckpointError(f"{path}: not a titans-dna checkpoint (no model_type/config fields)")
     found = meta["model_type"]
-    if found != model_type:
+    if model_type is not None and found != model_type:
         raise CheckpointError(
             f"{directory}: is a {found!r} checkpoint, not {model_type!r}; "
             "load it with the class of that model type"

@@ -123,7 +123,16 @@ class TitansForSequenceClassification(nn.Module):
                 f"{directory}: is a pretrained language model ({LM_MODEL_TYPE}), not a fine-tuned "
                 "classifier; fine-tune it first (titans-dna finetune --checkpoint ...)"
             )
-        meta = read_checkpoint_meta(directory, model_type=MODEL_TYPE)
+        return cls.from_meta(
+            read_checkpoint_meta(directory, model_type=MODEL_TYPE), directory, map_location
+        )
+
+    @classmethod
+    def from_meta(
+        cls, meta: dict[str, Any], directory: str | Path, map_location: str = "cpu"
+    ) -> TitansForSequenceClassification:
+        """The classifier described by an already read config.json, with the weights of
+        `directory`."""
         try:
             model = cls(
                 TitansConfig.from_dict(meta["config"]),
@@ -154,7 +163,7 @@ class TitansForSequenceClassification(nn.Module):
             raise CheckpointError(
                 f"{directory}: is a fine-tuned classifier ({MODEL_TYPE}), not a pretrained "
                 f"language model ({LM_MODEL_TYPE}); pass the pretrained checkpoint "
-                "(pretrain --out DIR/model)"
+                "(pretrain -o DIR: DIR/model)"
             )
         lm = TitansLM.from_pretrained(directory, map_location=map_location)
         model = cls(

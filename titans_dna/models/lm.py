@@ -214,9 +214,16 @@ class TitansLM(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> TitansLM:
         """Load a save_pretrained folder; CheckpointError if it is not a matching TitansLM."""
-        meta = read_checkpoint_meta(directory, model_type=MODEL_TYPE)
-        config = config_from_meta(meta, directory)
-        model = cls(config)
+        return cls.from_meta(
+            read_checkpoint_meta(directory, model_type=MODEL_TYPE), directory, map_location
+        )
+
+    @classmethod
+    def from_meta(
+        cls, meta: dict[str, Any], directory: str | Path, map_location: str = "cpu"
+    ) -> TitansLM:
+        """The model described by an already read config.json, with the weights of `directory`."""
+        model = cls(config_from_meta(meta, directory))
         load_weights(model, directory)
         return model.to(map_location).eval()
 
