@@ -1,7 +1,8 @@
 """Atomic outputs: build under a temporary sibling name, rename into place when complete.
 
 A crash, a kill or a full disk never leaves a half-written file or folder under the final name.
-Temporaries are named `.NAME.tmp-HOST-PID` (and `.NAME.old-HOST-PID` while a folder is swapped);
+Temporaries are named `.NAME.tmp-HOST-PID.EXT` (and `.NAME.old-HOST-PID.EXT` while a folder is
+swapped; EXT is the output's own extension, which some writers insist on);
 those left by processes of this host that no longer run are removed the next time the same
 output is written. New files follow the process umask, like any file the process creates.
 """
@@ -21,8 +22,8 @@ def _tag() -> str:
 
 
 def temporary_sibling(final: Path, kind: str = "tmp") -> Path:
-    """`.NAME.KIND-HOST-PID` beside `final`."""
-    return final.with_name(f".{final.name}.{kind}-{_tag()}")
+    """`.NAME.KIND-HOST-PID.EXT` beside `final` (EXT: the suffix of `final`, if any)."""
+    return final.with_name(f".{final.name}.{kind}-{_tag()}{final.suffix}")
 
 
 def _alive(pid: int) -> bool:
@@ -39,8 +40,9 @@ def remove_stale(final: Path) -> list[Path]:
     """Remove the temporaries of `final` left by dead processes of this host; return them."""
     host, removed = socket.gethostname(), []
     for kind in ("tmp", "old"):
-        for path in final.parent.glob(f".{final.name}.{kind}-{host}-*"):
-            pid = path.name.rsplit("-", 1)[-1]
+        prefix = f".{final.name}.{kind}-{host}-"
+        for path in final.parent.glob(f"{prefix}*"):
+            pid = path.name[len(prefix) :].removesuffix(final.suffix)
             if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
                 _remove(path)
                 removed.append(path)

@@ -16,8 +16,6 @@ import numpy as np
 
 from pipeline.errors import PipelineError
 
-BIGWIG_BATCH = 1 << 16  # intervals handed to pyBigWig at a time
-
 
 class BedGraphWriter:
     """Writes values at positions of one chromosome after another into an open text file."""
@@ -59,28 +57,17 @@ def read_bedgraph(path: Path) -> Iterator[tuple[str, int, int, float]]:
 
 
 def bedgraph_to_bigwig(bedgraph: Path, bigwig: Path, chroms: list[str], lengths: dict[str, int]):
-    """Write the intervals of `bedgraph` (chromosomes in the order `chroms`) as a bigWig."""
+    """Write the intervals of `bedgraph` (chromosomes in the order `chroms`) as a bigWig with
+    zoom levels, in memory that does not grow with the track (pyBigWig's does: it holds the
+    whole track to build the zoom levels; docs/benchmarks.md)."""
     try:
-        import pyBigWig
+        import pybigtools
     except ImportError:
-        raise PipelineError("writing bigWig needs pyBigWig (pip install pyBigWig)") from None
-    handle = pyBigWig.open(str(bigwig), "w")
-    if handle is None:
-        raise PipelineError(f"{bigwig}: cannot create the bigWig file")
+        raise PipelineError("writing bigWig needs pybigtools (pip install pybigtools)") from None
+    entries = read_bedgraph(bedgraph)
     try:
-        handle.addHeader([(chrom, int(lengths[chrom])) for chrom in chroms])
-        batch: list[tuple[str, int, int, float]] = []
-        for entry in read_bedgraph(bedgraph):
-            batch.append(entry)
-            if len(batch) >= BIGWIG_BATCH:
-                _add(handle, batch)
-        _add(handle, batch)
-    finally:
-        handle.close()
-
-
-def _add(handle, batch: list[tuple[str, int, int, float]]) -> None:
-    if batch:
-        chroms, starts, ends, values = (list(column) for column in zip(*batch, strict=True))
-        handle.addEntries(chroms, starts, ends=ends, values=values)
-        batch.clear()
+        pybigtools.open(str(bigwig), "w").write({c: int(lengths[c]) for c in chroms}, entries)
+    except OSError:  # a full disk or a read-only folder: the caller names the output
+        raise
+    except Exception as err:  # pybigtools reports write failures as its own exception types
+        raise PipelineError(f"{bigwig}: cannot write the bigWig: {err}") from None

@@ -74,11 +74,13 @@ def score_variants(
     """
     scorer = VariantScorer(lm, torch.device(device), window=window, context=context, method=method)
     with open_indexed_fasta(genome) as fasta:
-        targets, reasons, sequences = [], [], {}
+        targets, reasons, sequences = [], [], {}  # sequences: the current contig only
         for chrom, pos, ref, alt in variants:
             if chrom not in fasta.references:
                 raise input_error(Path(genome), f"contig {chrom!r} is not in the genome")
-            sequence = sequences.setdefault(chrom, fasta.fetch(chrom).upper().encode())
+            if chrom not in sequences:  # once per contig: a contig is tens of Mbp
+                sequences = {chrom: fasta.fetch(chrom).upper().encode()}
+            sequence = sequences[chrom]
             reason = skip_reason(alt) or (None if ref_matches(sequence, pos - 1, ref) else
                                           "ref_mismatch")  # fmt: skip
             reasons.append(reason)

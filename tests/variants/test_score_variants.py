@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -217,3 +218,34 @@ def test_ref_mismatch_skip_and_unusual_files(
                          + "c1\tnot-a-number\t.\tA\tC\t.\tPASS\t.\n")  # fmt: skip
     assert run(malformed, path, checkpoint, tmp_path / "b.vcf.gz") == 3
     assert "line" in capsys.readouterr().err
+
+
+def test_the_api_reads_each_contig_once(
+    checkpoint: Path, genome: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a contig is tens of Mbp: reading it per variant made the API 5x slower than the command
+    path, sequence = genome
+    fetched: list[str] = []
+
+    class Counting:
+        def __init__(self, fasta: pysam.FastaFile) -> None:
+            self.fasta = fasta
+
+        def __getattr__(self, name: str):
+            return getattr(self.fasta, name)
+
+        def fetch(self, chrom: str) -> str:
+            fetched.append(chrom)
+            return self.fasta.fetch(chrom)
+
+    @contextmanager
+    def counting_fasta(genome_path):
+        with pysam.FastaFile(str(genome_path)) as fasta:
+            yield Counting(fasta)
+
+    monkeypatch.setattr("pipeline.variants.score.open_indexed_fasta", counting_fasta)
+    variants = [("c1", p, sequence[p - 1], "G" if sequence[p - 1] != "G" else "T")
+                for p in range(100, 2900, 200)]  # fmt: skip
+    scores = score_variants(TitansLM.from_pretrained(checkpoint), path, variants, window=32)
+    assert all(math.isfinite(s.llr) for s in scores)
+    assert len(fetched) <= 2  # once to check REF, once to score

@@ -61,6 +61,7 @@ def test_dry_run_with_the_slurm_profile(config: dict, tmp_path: Path):
     text = result.stdout
     assert "torchrun --standalone --nproc_per_node 4 -m pipeline.cli pretrain" in text
     assert re.search(r"rule finetune:.*?gpu=1.*?--device cuda", text, re.S)
+    assert re.search(r"rule score_variants:.*?gpu=1.*?score-variants .*?--device cuda", text, re.S)
     assert re.search(r"titans-dna fetch \S+lambda_phage.fa.gz --sha256 08fe", text)
 
 
