@@ -28,6 +28,21 @@ def add_checkpoint(parser: argparse.ArgumentParser, help: str, *aliases: str) ->
     parser.add_argument("--checkpoint", *aliases, dest="checkpoint", required=True, help=help)
 
 
+def add_device(parser: argparse.ArgumentParser) -> None:
+    """`--device` (auto: CUDA when present)."""
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def add_invalid(parser: argparse.ArgumentParser) -> None:
+    """`--invalid`: what bytes that are not nucleotide codes do."""
+    parser.add_argument(
+        "--invalid",
+        choices=("error", "n"),
+        default="error",
+        help="bytes that are not nucleotide codes: fail, or read them as N",
+    )
+
+
 def add_switch(parser: argparse.ArgumentParser, name: str, default: bool | None, help: str):
     """`--NAME/--no-NAME`; the help states the default (None: it says what decides)."""
     parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=default,

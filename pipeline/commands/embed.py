@@ -15,6 +15,8 @@ import argparse
 from pipeline.cli_options import (
     FREE_POOLINGS,
     add_checkpoint,
+    add_device,
+    add_invalid,
     add_output,
     add_rc_average,
     add_switch,
@@ -55,13 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-tokens", type=positive_int, default=32768, help="tokens per batch and piece"
     )
-    parser.add_argument(
-        "--invalid",
-        choices=("error", "n"),
-        default="error",
-        help="bytes that are not nucleotide codes: fail, or read them as N",
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_invalid(parser)
+    add_device(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.cli_options import add_rc_average
+from pipeline.cli_options import add_device, add_rc_average
 
 HELP = "linear-probe frozen embeddings on a labelled task"
 
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="output metrics.json")
     parser.add_argument("--genome", help="indexed genome FASTA for a BED task")
     add_rc_average(parser, "with --checkpoint: ")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_device(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds")
 
 

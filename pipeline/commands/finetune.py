@@ -13,6 +13,7 @@ import argparse
 
 from pipeline.cli_options import (
     POOLINGS,
+    add_device,
     add_output,
     add_switch,
     fraction,
@@ -85,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --checkpoint none: override a model field of the preset (repeatable), "
         "e.g. variant=mag or d_model=32",
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_device(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed (dev hold-out, batches)")
 
 

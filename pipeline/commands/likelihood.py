@@ -17,7 +17,14 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.cli_options import add_checkpoint, add_output, non_negative_int, positive_int
+from pipeline.cli_options import (
+    add_checkpoint,
+    add_device,
+    add_invalid,
+    add_output,
+    non_negative_int,
+    positive_int,
+)
 
 HELP = "per-base log-likelihood tracks (bedGraph, bigWig) and bits/base of sequences"
 
@@ -52,13 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=32768,
         help="tokens per batch of short records or intervals",
     )
-    parser.add_argument(
-        "--invalid",
-        choices=("error", "n"),
-        default="error",
-        help="bytes that are not nucleotide codes: fail, or read them as N",
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_invalid(parser)
+    add_device(parser)
 
 
 def run(args: argparse.Namespace) -> int:

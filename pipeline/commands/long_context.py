@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.cli_options import add_checkpoint, add_output, positive_int
+from pipeline.cli_options import add_checkpoint, add_device, add_output, positive_int
 
 HELP = "context curve, planted-repeat recall and natural repeats of a model (JSON)"
 
@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "streaming unit >= 2048)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled positions")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_device(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.cli_options import add_checkpoint, add_rc_average
+from pipeline.cli_options import add_checkpoint, add_device, add_invalid, add_rc_average
 
 HELP = "predict class probabilities with a fine-tuned classifier"
 
@@ -25,13 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", help="reference FASTA for CRAM input")
     parser.add_argument("--genome", help="indexed genome FASTA for BED input")
     add_rc_average(parser)
-    parser.add_argument(
-        "--invalid",
-        choices=("error", "n"),
-        default="error",
-        help="bytes that are not nucleotide codes: fail, or read them as N",
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_invalid(parser)
+    add_device(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.cli_options import add_checkpoint, add_output, positive_int
+from pipeline.cli_options import add_checkpoint, add_device, add_output, positive_int
 
 HELP = "variant-effect scores (alt vs ref log-likelihood ratio) of a VCF"
 
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a REF that differs from the genome: fail naming the line, or skip the record",
     )
     parser.add_argument("--batch", type=positive_int, default=16, help="variants per batch")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_device(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from pipeline.batching import (
     reverse_complement,
     stream_piece_len,
 )
+from pipeline.cli_options import FREE_POOLINGS
 from pipeline.device import autocast
 from pipeline.embed.store import EmbeddingWriter
 from pipeline.io.items import SequenceItem, blocks
@@ -32,7 +33,6 @@ from titans_dna.models.lm import TitansLM
 from titans_dna.models.pooling import SequencePooling, pool_pieces
 
 log = logging.getLogger("pipeline")
-EMBED_POOLINGS = ("mean", "last", "max")
 # Per-token output callback: (piece start, hidden [B, t, D] float32, reverse-complement strand).
 TokenSink = Callable[[int, np.ndarray, bool], None]
 
@@ -51,8 +51,8 @@ class Embedder:
         batch_tokens: int = BATCH_TOKENS,
         max_batch: int = MAX_BATCH,
     ):
-        if pooling not in EMBED_POOLINGS:
-            raise ValueError(f"pooling must be one of {EMBED_POOLINGS}, got {pooling!r}")
+        if pooling not in FREE_POOLINGS:
+            raise ValueError(f"pooling must be one of {FREE_POOLINGS}, got {pooling!r}")
         multiple = lm.config.stream_multiple
         if piece_len is not None and (piece_len < 1 or piece_len % multiple):
             raise ValueError(f"piece length {piece_len} is not a multiple of {multiple}")

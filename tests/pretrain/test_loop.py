@@ -157,10 +157,9 @@ def test_non_finite_gradients_stop_before_the_update(
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_streams_carry_the_state_from_window_to_window(
-    lambda_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    positions = []
+def record_stream_positions(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """The stream position of the state each training forward pass starts from (None: fresh)."""
+    positions: list[int | None] = []
     forward = TitansLM.forward
 
     def spy(self, tokens, state=None):
@@ -169,6 +168,13 @@ def test_streams_carry_the_state_from_window_to_window(
         return forward(self, tokens, state)
 
     monkeypatch.setattr(TitansLM, "forward", spy)
+    return positions
+
+
+def test_streams_carry_the_state_from_window_to_window(
+    lambda_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    positions = record_stream_positions(monkeypatch)
     config = tiny_config(
         [lambda_store], "train.stream_windows=3", "train.max_steps=6", "eval.markov_max_order=0"
     )
@@ -189,15 +195,7 @@ def test_resume_inside_a_stream_replays_its_windows(
     sets = ("train.stream_windows=3", "eval.markov_max_order=0", "checkpoint.every=4")
     out = tmp_path / "run"
     run_pretraining(tiny_config([lambda_store], *sets, "train.max_steps=4"), out, device="cpu")
-    positions = []
-    forward = TitansLM.forward
-
-    def spy(self, tokens, state=None):
-        if self.training:
-            positions.append(None if state is None else state.position)
-        return forward(self, tokens, state)
-
-    monkeypatch.setattr(TitansLM, "forward", spy)
+    positions = record_stream_positions(monkeypatch)
     with caplog.at_level("INFO"):
         run_pretraining(tiny_config([lambda_store], *sets, "train.max_steps=6"), out, device="cpu")
     assert "replaying 1 window(s)" in caplog.text
