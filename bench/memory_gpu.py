@@ -41,6 +41,8 @@ COLUMNS = [
     "bwd ms",
     "fwd+bwd ms",
     "x triton",
+    "chunk / triton",
+    "fla / triton",
     "fwd TFLOP/s",
     "fwd+bwd TFLOP/s",
     "fwd GB/s",
@@ -88,17 +90,34 @@ def main() -> int:
             case_rows = [
                 measure(method, case, device, dtype, args) for method in methods(case, device, args)
             ]
-            base = next((r for r in case_rows if r["method"] == "triton linear"), None)
-            for r in case_rows:
-                both, ref = r.get("fwd+bwd ms"), base and base.get("fwd+bwd ms")
-                r["x triton"] = both / ref if isinstance(both, float) and ref else None
+            add_ratios(case_rows)
             print(markdown_table(case_rows, COLUMNS), flush=True)
             rows.extend(case_rows)
     table = markdown_table(rows, COLUMNS)
     print(table)
+    if args.markdown:
+        with open(args.markdown, "w") as handle:
+            handle.write(describe(args, dtype) + "\n\n" + table + "\n")
     if not args.dry_run and not args.no_append:
         append_section("Fused Triton kernels", describe(args, dtype) + "\n\n" + table)
     return 0
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """Per row of one case: fwd+bwd time over the fused linear memory's (x triton); on the fused
+    rows, the chunked form's and (linear) fla's time over theirs: the speedups."""
+    both = {r["method"]: r.get("fwd+bwd ms") for r in rows}
+    timed = {name: ms for name, ms in both.items() if isinstance(ms, float)}
+    for r in rows:
+        ms = timed.get(r["method"])
+        if ms is None:
+            continue
+        r["x triton"] = ms / timed["triton linear"] if "triton linear" in timed else None
+        kind = r["method"].removeprefix("triton ")
+        if r["method"].startswith("triton "):
+            r["chunk / triton"] = timed.get(f"chunk {kind}", math.nan) / ms
+            if kind == "linear" and "fla gated delta" in timed:
+                r["fla / triton"] = timed["fla gated delta"] / ms
 
 
 def parse_args() -> argparse.Namespace:
@@ -112,6 +131,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     parser.add_argument("--sdpa-max-len", type=int, default=1 << 20, help="longest T for SDPA")
     parser.add_argument("--no-append", action="store_true", help="do not touch docs/benchmarks.md")
+    parser.add_argument("--markdown", help="also write the table to this file")
     args = parser.parse_args()
     full = {"tokens": 1 << 20, "lengths": "4096,16384,65536,262144,1048576"}
     full.update({"dims": "64,128", "d_model": 512, "chunk": 64})
@@ -302,7 +322,9 @@ def describe(args: argparse.Namespace, dtype) -> str:
     return (
         f"B*T = {args.tokens} tokens per case, d_model = H*D = {args.d_model}, memory chunk "
         f"{args.chunk}, inputs {dtype} (gates float32); MLP memory: depth 2, hidden 2D. "
-        "x triton: fwd+bwd time over the fused linear memory's in the same case. "
+        "x triton: fwd+bwd time over the fused linear memory's in the same case; on the fused "
+        "rows, chunk / triton and fla / triton: chunk.py's and fla chunk_gated_delta_rule's "
+        "fwd+bwd time over theirs (the speedup). "
         "Counts as in bench/memory_gpu.py's docstring."
     )
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 NATIVE = os.environ.get("TITANS_DNA_TRITON_NATIVE") == "1"
 if not NATIVE:
@@ -27,6 +29,7 @@ import torch.nn.functional as F  # noqa: E402
 pytest.importorskip("triton", reason="triton has no wheels for this platform (Linux only)")
 
 import titans_dna.ops.memory as memory  # noqa: E402
+from titans_dna.models.config import TitansConfig  # noqa: E402
 from titans_dna.ops.memory import UPDATES, MemoryState, neural_memory  # noqa: E402
 from titans_dna.ops.memory import triton as fused  # noqa: E402
 
@@ -96,11 +99,10 @@ def evaluate(
     inputs = [t.to(cast) for t in leaves] if cast is not None else leaves
     depth = (len(case) - 6) // 2
     state = MemoryState(tuple(inputs[6 : 6 + depth]), tuple(inputs[6 + depth :]))
-    if NATIVE and impl == "triton":
-        # on a GPU, shapes whose compiled kernels exceed its shared memory are not supported
+    if impl == "triton":
+        # a shape the kernels reject (on a GPU: its compiled kernels do not fit) is a failure
         reason = fused.unsupported_reason(*inputs[:6], state, chunk_size=chunk_size, **kw)
-        if reason is not None:
-            pytest.skip(reason)
+        assert reason is None, reason
     y, end = neural_memory(*inputs[:6], state, chunk_size=chunk_size, impl=impl, **kw)
     outputs = [y, *end.weights, *end.momentum]
     gen = torch.Generator().manual_seed(1234)
@@ -195,6 +197,21 @@ def test_mlp_matches_chunk(
         max_surprise_norm=clip,
         update=update,
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("preset", ["tiny", "small", "base"])
+def test_preset_memories_match_chunk(preset: str, dtype: torch.dtype) -> None:
+    """Each shipped preset's memory as its model calls it. Natively at the preset's head count and
+    a length with a partial last chunk; under the interpreter (slow) one head and two chunks."""
+    model = TitansConfig.preset(preset)
+    shape = (1, 1000, model.n_heads, model.head_dim) if NATIVE else (1, 100, 1, model.head_dim)
+    case = make_case(shape, model.memory_hidden, dtype=dtype, seed=model.memory_hidden)
+    tol = FP32_TOL if dtype == torch.float32 else HALF_TOL
+    compare_to_chunk(
+        case, model.chunk_size, tol, max_surprise_norm=model.max_surprise_norm,
+        activation=model.memory_activation, update=model.memory_update,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("update", UPDATES)
@@ -320,7 +337,7 @@ def test_triton_on_cpu_without_interpreter_raises() -> None:
     [
         (0, 1, 16, 8, torch.float32, "chunk_size"),
         (0, 1, 160, 16, torch.float32, "head dim"),
-        (256, 2, 64, 16, torch.float32, "hidden"),
+        (512, 2, 64, 16, torch.float32, "hidden"),
         (32, 3, 16, 16, torch.float32, "depth"),
         (0, 1, 16, 16, torch.float64, "float32"),
     ],
@@ -348,24 +365,88 @@ def test_unsupported_calls(
     with pytest.raises(ValueError, match=message):
         neural_memory(*args, chunk_size=chunk_size, impl="triton")
     monkeypatch.setattr(memory, "resolve_impl", lambda impl, device: "triton")
-    y_auto, _ = neural_memory(*args, chunk_size=chunk_size, impl="auto")
+    monkeypatch.setattr(memory, "_FALLBACKS_WARNED", set())
+    with pytest.warns(memory.MemoryKernelFallback, match=message):
+        y_auto, _ = neural_memory(*args, chunk_size=chunk_size, impl="auto")
     y_chunk, _ = neural_memory(*args, chunk_size=chunk_size, impl="chunk")
     assert torch.equal(y_auto, y_chunk)
 
 
+def test_auto_fallback_warns_once_naming_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "resolve_impl", lambda impl, device: "triton")
+    monkeypatch.setattr(memory, "_FALLBACKS_WARNED", set())
+    case = make_case((1, 20, 1, 16), seed=6)
+    state = MemoryState((case[6],), (case[7],))
+    with pytest.warns(memory.MemoryKernelFallback, match="chunk_size in") as caught:
+        for _ in range(3):
+            y_auto, _ = neural_memory(*case[:6], state, chunk_size=8, impl="auto")
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    y_chunk, _ = neural_memory(*case[:6], state, chunk_size=8, impl="chunk")
+    assert torch.equal(y_auto, y_chunk)
+
+
+def test_memory_impl_triton_in_the_config_makes_fallback_an_error() -> None:
+    """TitansConfig.memory_impl reaches every memory layer: "triton" refuses to fall back."""
+    from titans_dna.models.lm import TitansLM
+
+    tokens = torch.randint(1, 5, (1, 24))
+    TitansLM(TitansConfig.preset("tiny", variant="lmm", chunk_size=8))(tokens)  # auto: chunk.py
+    strict = TitansConfig.preset("tiny", variant="lmm", chunk_size=8, memory_impl="triton")
+    with pytest.raises(ValueError, match="chunk_size in"):
+        TitansLM(strict)(tokens)
+
+
+@pytest.mark.parametrize(
+    ("compiled", "message"),
+    [(RuntimeError("ptxas failed\ndetails"), "failed to compile .RuntimeError: ptxas failed"),
+     (300_000, "needs 300000 bytes of shared memory per block")],
+)  # fmt: skip
+def test_resource_check_turns_compile_failures_into_reasons(
+    monkeypatch: pytest.MonkeyPatch, compiled: object, message: str
+) -> None:
+    """A kernel that does not compile, or does not fit, is a reason to fall back, not a crash."""
+    from titans_dna.ops.memory import triton_launch
+
+    def fake_compile(launch, device):
+        if isinstance(compiled, Exception):
+            raise compiled
+        return SimpleNamespace(metadata=SimpleNamespace(shared=compiled), asm={"ptx": ptx})
+
+    ptx = "ld.global.v4.b32 ..."
+    monkeypatch.setattr(triton_launch, "shared_limit", lambda device: 232_448)
+    monkeypatch.setattr(triton_launch, "compile_for", fake_compile)
+    cfg = triton_launch.KernelConfig.for_call(
+        (1, 100, 4, 64), torch.bfloat16, 128, 2, 64, "silu", False, 1.0, "normalized", True
+    )
+    reason = triton_launch.resource_reason(cfg, torch.device("cuda", 0), torch.bfloat16)
+    assert reason is not None and re.search(message, reason), reason
+    if isinstance(compiled, int):
+        compiled = 100_000
+        assert triton_launch.resource_reason(cfg, torch.device("cuda", 0), torch.bfloat16) is None
+        ptx = "{\n\ttrap;\n}"  # what Triton emits for a kernel it cannot lower
+        reason = triton_launch.resource_reason(cfg, torch.device("cuda", 0), torch.bfloat16)
+        assert reason is not None and "compiled mlp_fwd_kernel to a trap" in reason, reason
+
+
 def test_auto_picks_kernels_when_supported(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
+    """Supported calls run the kernels, checked once (neural_memory's check, not a second one)."""
+    calls, checks = [], []
 
     def spy(*args, **kwargs):
         calls.append(kwargs["chunk_size"])
-        return fused_memory(*args, **kwargs)
+        return run_supported(*args, **kwargs)
 
-    fused_memory = fused.triton_memory
-    monkeypatch.setattr(fused, "triton_memory", spy)
+    def counted(*args, **kwargs):
+        checks.append(1)
+        return check(*args, **kwargs)
+
+    run_supported, check = fused.run_supported, fused.unsupported_reason
+    monkeypatch.setattr(fused, "run_supported", spy)
+    monkeypatch.setattr(fused, "unsupported_reason", counted)
     monkeypatch.setattr(memory, "resolve_impl", lambda impl, device: "triton")
     case = make_case((1, 20, 1, 16), seed=4)
     neural_memory(*case[:6], MemoryState((case[6],), (case[7],)), chunk_size=16, impl="auto")
-    assert calls == [16]
+    assert calls == [16] and len(checks) == 1
 
 
 @pytest.mark.gpu

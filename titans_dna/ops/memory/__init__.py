@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 
@@ -30,6 +31,7 @@ from titans_dna.ops.memory.state import MemoryState, check_state, zeros_like_mom
 __all__ = [
     "IMPLS",
     "UPDATES",
+    "MemoryKernelFallback",
     "MemoryState",
     "neural_memory",
     "resolve_impl",
@@ -46,22 +48,15 @@ def _triton_module() -> ModuleType:
     return importlib.import_module("titans_dna.ops.memory.triton")
 
 
-def _triton_impl() -> MemoryImpl:
-    return _triton_module().triton_memory
-
-
-_BACKENDS: dict[str, Callable[[], MemoryImpl]] = {
-    "naive": lambda: naive_memory,
-    "chunk": lambda: chunk_memory,
-    "triton": _triton_impl,
-}
+_TORCH_BACKENDS: dict[str, MemoryImpl] = {"naive": naive_memory, "chunk": chunk_memory}
 
 
 def resolve_impl(impl: str, device: torch.device) -> str:
     """The backend name ``impl`` stands for on ``device``.
 
-    "auto": the fused kernels on CUDA when triton is installed, else the chunked form (and the
-    chunked form too for calls the kernels do not support, see ``neural_memory``).
+    "auto": the fused kernels on CUDA when triton is installed, else the chunked form. Calls the
+    kernels do not support then run the chunked form too, with a one-time MemoryKernelFallback
+    warning naming the reason (``neural_memory``); impl "triton" makes that an error.
     """
     if impl not in IMPLS:
         raise ValueError(f"unknown neural memory impl {impl!r}; choose from {IMPLS}")
@@ -119,21 +114,40 @@ def neural_memory(
             q, k, v, theta, eta, alpha, state, chunk_size=chunk_size, activation=activation,
             residual=residual, max_surprise_norm=max_surprise_norm, update=update,
         )  # fmt: skip
-        if reason is not None and impl == "triton":
-            raise ValueError(reason)
-        name = "chunk" if reason is not None else name
-    # the kernels read 16-bit inputs as they are (their math is float32 either way)
-    args = (t if name == "triton" else t.to(dtype) for t in (q, k, v, theta, eta, alpha))
-    y, end = _BACKENDS[name]()(
-        *args,
-        state,
-        chunk_size=chunk_size,
-        activation=activation,
-        residual=residual,
-        max_surprise_norm=max_surprise_norm,
-        update=update,
-    )
+        if reason is not None:
+            if impl == "triton":
+                raise ValueError(reason)
+            _warn_fallback(reason)
+            name = "chunk"
+    kw = dict(chunk_size=chunk_size, activation=activation, residual=residual, update=update)
+    if name == "triton":
+        # the kernels read 16-bit inputs as they are (their math is float32 either way)
+        y, end = _triton_module().run_supported(
+            q, k, v, theta, eta, alpha, state, max_surprise_norm=max_surprise_norm, **kw
+        )
+    else:
+        args = (t.to(dtype) for t in (q, k, v, theta, eta, alpha))
+        y, end = _TORCH_BACKENDS[name](*args, state, max_surprise_norm=max_surprise_norm, **kw)
     return y.to(q.dtype), end
+
+
+class MemoryKernelFallback(RuntimeWarning):
+    """impl="auto" ran the chunked PyTorch form where the fused kernels were expected."""
+
+
+_FALLBACKS_WARNED: set[str] = set()
+
+
+def _warn_fallback(reason: str) -> None:
+    # once per distinct reason: a model calls the op per layer and (MAC) per segment
+    if reason not in _FALLBACKS_WARNED:
+        _FALLBACKS_WARNED.add(reason)
+        warnings.warn(
+            f"neural_memory: the fused Triton kernels cannot run this call, using chunk.py "
+            f"instead ({reason}); memory_impl='triton' makes this an error",
+            MemoryKernelFallback,
+            stacklevel=3,
+        )
 
 
 def _compute_dtype(*tensors: Tensor) -> torch.dtype:

@@ -3,8 +3,8 @@
 ``triton_memory`` has the signature of ``chunk_memory`` and computes the same chunked semantics
 (DESIGN.md section 2). Supported (``unsupported_reason`` says why not, otherwise):
 
-- linear memory (depth 1), head dim D ≤ 128; depth-2 MLP memory with D ≤ 64 and hidden F ≤ 128;
-  any D/F, padded to a power of two ≥ 16;
+- linear memory (depth 1), head dim D ≤ 128; depth-2 MLP memory with D ≤ 64 and hidden
+  F ≤ 256 (every preset); any D/F, padded to a power of two ≥ 16;
 - chunk sizes 16, 32, 64; any T (the last chunk is masked); activations silu, gelu, relu;
   residual; per-token surprise clipping (the linear memory then keeps whole rows in one program);
 - q, k, v float32, bfloat16 or float16 (loaded as they are); state float32;
@@ -19,6 +19,7 @@ inputs on the GPU (the interpreter computes them in float32 and rounds bfloat16 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -28,12 +29,12 @@ from titans_dna.ops.memory.chunk import _log_gates
 from titans_dna.ops.memory.state import MemoryState
 from titans_dna.ops.memory.triton_launch import ACTIVATION_CODES, INTERPRETED, KernelConfig
 
-__all__ = ["CHUNK_SIZES", "triton_memory", "unsupported_reason"]
+__all__ = ["CHUNK_SIZES", "run_supported", "triton_memory", "unsupported_reason"]
 
 CHUNK_SIZES = (16, 32, 64)
 INPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 MAX_LINEAR_DIM = 128
-MAX_MLP_DIM, MAX_MLP_HIDDEN = 64, 128
+MAX_MLP_DIM, MAX_MLP_HIDDEN = 64, 256
 # Test hook: fill every buffer the kernels must write with NaN, so an unwritten element shows.
 POISON_OUTPUTS = False
 
@@ -81,7 +82,16 @@ def _config(
     )
     hidden = state.weights[0].shape[2] if state.depth == 2 else q.shape[-1]
     return KernelConfig.for_call(
-        q, hidden, state.depth, chunk_size, activation, residual, max_surprise_norm, update, save
+        tuple(q.shape),
+        q.dtype,
+        hidden,
+        state.depth,
+        chunk_size,
+        activation,
+        residual,
+        max_surprise_norm,
+        update,
+        save,
     )
 
 
@@ -110,7 +120,22 @@ def unsupported_reason(
         return reason
     tensors = (q, k, v, theta, eta, alpha)
     cfg = _config(q, tensors, state, chunk_size, activation, residual, max_surprise_norm, update)
-    return launch.resource_reason(cfg, q, k, v)
+    key = (_compile_key(cfg), q.device.index, q.dtype)
+    if key not in _RESOURCE_REASONS:
+        _RESOURCE_REASONS[key] = launch.resource_reason(cfg, q.device, q.dtype)
+    return _RESOURCE_REASONS[key]
+
+
+# Per compiled specialisation: the kernels are compiled and checked once, not at every call.
+_RESOURCE_REASONS: dict[tuple, str | None] = {}
+
+
+def _compile_key(cfg: KernelConfig) -> tuple:
+    """What Triton compiles a distinct kernel for: the static fields, and for each integer
+    argument whether it is 1 or a multiple of 16 (Triton's specialisation of integers)."""
+    ints = (cfg.batch, cfg.length, cfg.heads, cfg.n_chunks)
+    spec = tuple((n == 1, n % 16 == 0) for n in ints)
+    return (replace(cfg, batch=0, length=0, heads=0), spec)
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -125,14 +150,19 @@ def _forward(cfg: KernelConfig, inputs: tuple[Tensor, ...]) -> tuple[tuple, tupl
     dev, bh = q.device, cfg.batch * cfg.heads
     y = _empty(q.shape, q.dtype, dev)
     ends = tuple(_empty(s.shape, torch.float32, dev) for s in states)
-    if cfg.save:
-        chks = tuple(_empty((bh, cfg.n_chunks, s[0].numel()), torch.float32, dev) for s in states)
-    else:
-        chks = ()
-    # without gradients nothing is saved: the kernel's SAVE=False never touches these slots
-    slots = chks if cfg.save else ends
-    make = launch.linear_fwd if cfg.depth == 1 else launch.mlp_fwd
-    make(cfg, inputs, (y, *ends, *slots))()
+    if cfg.state_slots:
+        shapes = [(bh, cfg.state_slots, s[0].numel()) for s in states]
+        slots = tuple(_empty(shape, torch.float32, dev) for shape in shapes)
+    else:  # the linear forward without gradients never touches its slot arguments
+        slots = ends
+    chks = slots if cfg.save else ()
+    if cfg.depth == 1:
+        launch.linear_fwd(cfg, inputs, (y, *ends, *slots))()
+        return (y, *ends), chks
+    # the MLP forward also keeps the queries' hidden pre-activations [B, T, H, F] for the backward
+    zq = _empty((*q.shape[:3], cfg.hidden), torch.float32, dev) if cfg.save else ends[0]
+    launch.mlp_fwd(cfg, inputs, (y, *ends, *slots, zq))()
+    chks = (*chks, zq) if cfg.save else ()
     return (y, *ends), chks
 
 
@@ -146,8 +176,12 @@ def _backward(cfg: KernelConfig, saved: tuple, grads_out: tuple) -> tuple[Tensor
     dv = _empty(v.shape, v.dtype, dev)
     dgates = tuple(_empty((*parts, *th.shape), torch.float32, dev) for _ in range(3))
     d0 = tuple(_empty(d.shape, torch.float32, dev) for d in grads_out[1:])
-    make = launch.linear_bwd if cfg.depth == 1 else launch.mlp_bwd
-    make(cfg, saved, grads_out, (dq, dk, dv, *dgates, *d0))()
+    if cfg.depth == 1:
+        launch.linear_bwd(cfg, saved, grads_out, (dq, dk, dv, *dgates, *d0))()
+    else:  # two slots per state matrix carry the MLP's state gradient from chunk to chunk
+        bh = cfg.batch * cfg.heads
+        carry = tuple(_empty((bh, 2, d[0].numel()), torch.float32, dev) for d in d0)
+        launch.mlp_bwd(cfg, saved, grads_out, (dq, dk, dv, *dgates, *d0, *carry))()
     if parts:
         dq, dk = dq.sum(0), dk.sum(0)
         dgates = tuple(g.sum(0) for g in dgates)
@@ -202,12 +236,29 @@ def triton_memory(
     float32 end state). Raises ValueError when the call is outside the supported set.
     """
     kw = {"chunk_size": chunk_size, "activation": activation, "residual": residual}
-    kw["update"] = update
-    reason = unsupported_reason(
-        q, k, v, theta, eta, alpha, state, max_surprise_norm=max_surprise_norm, **kw
-    )
+    kw |= {"max_surprise_norm": max_surprise_norm, "update": update}
+    reason = unsupported_reason(q, k, v, theta, eta, alpha, state, **kw)
     if reason is not None:
         raise ValueError(reason)
+    return run_supported(q, k, v, theta, eta, alpha, state, **kw)
+
+
+def run_supported(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    theta: Tensor,
+    eta: Tensor,
+    alpha: Tensor,
+    state: MemoryState,
+    *,
+    chunk_size: int,
+    activation: str,
+    residual: bool,
+    max_surprise_norm: float | None,
+    update: str,
+) -> tuple[Tensor, MemoryState]:
+    """``triton_memory`` for a call ``unsupported_reason`` has accepted (not checked again)."""
     batch, _, heads, _ = q.shape
     log_keep, log_eta = _log_gates(eta.float(), alpha.float())
     inputs = tuple(t.contiguous() for t in (q, k, v, theta.float(), log_keep, log_eta))

@@ -1,8 +1,10 @@
 """Fused Triton backward kernels of the chunked neural memory (linear and depth-2 MLP).
 
 One program per (batch, head) — for the linear memory per block of BV output rows — walks the
-chunks in reverse with the gradients of the chunk-end state (dW, dS) in float32 registers. Each
-chunk is recomputed from its saved chunk-start state, then differentiated in the dual form.
+chunks in reverse with the gradients of the chunk-end state (dW, dS): in float32 registers for
+the linear memory, in two alternating global slots for the MLP memory (whose eight state-sized
+matrices would not fit the register file). Each chunk is recomputed from its saved chunk-start
+state, then differentiated in the dual form.
 Gradients that sum over the output rows (q, k and the gates) are written per row block into
 [NV, ...] float32 buffers that the caller sums.
 """
@@ -18,19 +20,20 @@ from titans_dna.ops.memory.triton_dual import (
     act_grad2,
     chunk_gates,
     chunk_gates_bwd,
-    curvature_norm,
     curvature_norm_bwd,
+    curvature_terms,
     dual_layer_bwd,
-    dual_layer_fwd,
+    load_state,
     mm,
+    store_state,
 )
 from titans_dna.ops.memory.triton_fwd import (
+    copy_state,
     curvature_weights,
     load_gates,
     load_rows,
-    load_state,
     mlp_errors,
-    store_state,
+    store_rows,
     surprise_scale,
 )
 
@@ -43,13 +46,6 @@ def surprise_scale_grad(sq_norm, tau, CLIP: tl.constexpr):
         return tl.where(sq_norm > tau * tau, -0.5 * tau * tl.math.rsqrt(sq) / sq, 0.0)
     else:
         return tl.zeros(sq_norm.shape, tl.float32)
-
-
-@triton.jit
-def store_rows(ptr, val, i_b, i_h, t, cols, T, H, D, mask):
-    """Write a [len(t), len(cols)] tile to rows t of one head of a [B, T, H, D] tensor."""
-    off = ((i_b * T + t).to(tl.int64) * H + i_h) * D
-    tl.store(ptr + off[:, None] + cols[None, :], val.to(ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -114,7 +110,7 @@ def linear_bwd_kernel(
         n = tl.full((BT,), 1.0, tl.float32)
         if NORM:
             wt = curvature_weights(g, scale, BT)
-            norm = curvature_norm(wt, xk)
+            norm, gram, m = curvature_terms(wt, xk)
             n = 1.0 / (1.0 + norm)
         gx, gk, ge, gw, gs, dg, dbeta, dgamma, dh, drho, dn = dual_layer_bwd(
             xq, xk, e * scale[:, None], w, s, g, beta, gamma, h, rho, n, xdy, dw, ds, last,
@@ -123,7 +119,7 @@ def linear_bwd_kernel(
         dgp = tl.zeros((BT, BT), tl.float32)
         d_s = tl.zeros((BT,), tl.float32)  # gradient of s = 2θc through the damping
         if NORM:
-            d_wt, d_xk = curvature_norm_bwd(-dn * n * n, wt, xk, norm)
+            d_wt, d_xk = curvature_norm_bwd(-dn * n * n, wt, xk, gram, m, norm)
             gk += d_xk
             dgp = d_wt * (2.0 * scale * gt)[None, :]
             d_s = tl.sum(d_wt * gp, axis=0)
@@ -152,15 +148,22 @@ def linear_bwd_kernel(
 
 @triton.jit
 def mlp_bwd_kernel(
-    q, k, v, th, la, ln, w1_chk, s1_chk, w2_chk, s2_chk, dy,
+    q, k, v, th, la, ln, w1_chk, s1_chk, w2_chk, s2_chk, zq_buf, dy,
     dw1_end, ds1_end, dw2_end, ds2_end,
     dq, dk, dv, dth, dla, dln, dw1_0, ds1_0, dw2_0, ds2_0,
+    dw1_c, ds1_c, dw2_c, ds2_c,
     T, H, NC, tau,
     D: tl.constexpr, F: tl.constexpr, BD: tl.constexpr, BF: tl.constexpr, BT: tl.constexpr,
     ACT: tl.constexpr, RES: tl.constexpr, CLIP: tl.constexpr, NORM: tl.constexpr,
     PREC: tl.constexpr,
 ):  # fmt: skip
-    """Backward of `mlp_fwd_kernel`; grid (B*H,). dq, dk, dv: [B, T, H, D]; gates [B, T, H]."""
+    """Backward of `mlp_fwd_kernel`; grid (B*H,). dq, dk, dv: [B, T, H, D]; gates [B, T, H].
+
+    As in the forward, no state matrix stays in registers across a chunk: the chunk-start state
+    is read from the forward's slots where it is used, and the gradient of the chunk-end state
+    is carried in the two [B*H, 2, ...] slots of dw1_c ... ds2_c (chunk cc reads slot cc % 2 and
+    writes slot (cc + 1) % 2).
+    """
     i_bh = tl.program_id(0)
     i_b = i_bh // H
     i_h = i_bh % H
@@ -169,17 +172,17 @@ def mlp_bwd_kernel(
     rf = tl.arange(0, BF)
     md = rd < D
     base = i_bh.to(tl.int64) * F * D
-    dw1 = load_state(dw1_end, base, rf, rd, F, D)
-    ds1 = load_state(ds1_end, base, rf, rd, F, D)
-    dw2 = load_state(dw2_end, base, rd, rf, D, F)
-    ds2 = load_state(ds2_end, base, rd, rf, D, F)
+    carry = i_bh.to(tl.int64) * 2 * F * D
+    copy_state(dw1_end, base, dw1_c, carry, rf, rd, F, D)
+    copy_state(ds1_end, base, ds1_c, carry, rf, rd, F, D)
+    copy_state(dw2_end, base, dw2_c, carry, rd, rf, D, F)
+    copy_state(ds2_end, base, ds2_c, carry, rd, rf, D, F)
+    tl.debug_barrier()
     for cc in range(NC):
         c = NC - 1 - cc
-        chk = (i_bh.to(tl.int64) * NC + c) * F * D
-        w1 = load_state(w1_chk, chk, rf, rd, F, D)
-        s1 = load_state(s1_chk, chk, rf, rd, F, D)
-        w2 = load_state(w2_chk, chk, rd, rf, D, F)
-        s2 = load_state(s2_chk, chk, rd, rf, D, F)
+        chk = (i_bh.to(tl.int64) * (NC + 1) + c) * F * D  # the forward's NC + 1 slots
+        cur = carry + (cc % 2) * F * D
+        nxt = carry + ((cc + 1) % 2) * F * D
         t = c * BT + rt
         m_d = (t < T)[:, None] & md[None, :]
         xq = load_rows(q, i_b, i_h, t, rd, T, H, D, m_d)
@@ -189,28 +192,36 @@ def mlp_bwd_kernel(
         gt, gl, gn = load_gates(th, la, ln, i_b, i_h, t, T, H)
         last = tl.minimum(T - c * BT, BT) - 1
         g, gp, la_mat, ln_mat, beta, gamma, h, en, rho = chunk_gates(gt, gl, gn, last, BT)
-        z, a, e, r, dlt, sq, scale = mlp_errors(xk, xv, w1, w2, tau, RES, ACT, CLIP, PREC)
+        z, a, e, r, dlt, sq, scale = mlp_errors(
+            xk, xv, w1_chk, w2_chk, chk, rd, rf, D, F, tau, RES, ACT, CLIP, PREC
+        )
         e_c = e * scale[:, None]
         dlt_c = dlt * scale[:, None]
         n = tl.full((BT,), 1.0, tl.float32)
         if NORM:
             wt = curvature_weights(g, scale, BT)
-            norm_k = curvature_norm(wt, xk)
-            norm_a = curvature_norm(wt, a)
+            norm_k, gram_k, m_k = curvature_terms(wt, xk)
+            norm_a, gram_a, m_a = curvature_terms(wt, a)
             n = 1.0 / (1.0 + norm_k + norm_a)
-        zq, _w1n, _s1n = dual_layer_fwd(
-            xq, xk, dlt_c, w1, s1, g, beta, gamma, h, rho, n, last, BT, PREC
-        )
+        zq = load_rows(zq_buf, i_b, i_h, t, rf, T, H, F, (t < T)[:, None] & (rf < F)[None, :])
         hq = act_fwd(zq, ACT)
         # layer 2: Y = M2(σ(Zq)) with keys' activations a and errors e
         dhq, da, de, gw2, gs2, dg, dbeta, dgamma, dh, drho, dn = dual_layer_bwd(
-            hq, a, e_c, w2, s2, g, beta, gamma, h, rho, n, xdy, dw2, ds2, last, BT, PREC
-        )
+            hq, a, e_c, load_state(w2_chk, chk, rd, rf, D, F),
+            load_state(s2_chk, chk, rd, rf, D, F), g, beta, gamma, h, rho, n, xdy,
+            load_state(dw2_c, cur, rd, rf, D, F), load_state(ds2_c, cur, rd, rf, D, F), last,
+            BT, PREC,
+        )  # fmt: skip
+        store_state(ds2_c, nxt, gs2, rd, rf, D, F)
         dzq = dhq * act_grad(zq, ACT)
         # layer 1: Zq with keys k and errors δ
         gq, gk, ddlt, gw1, gs1, dg1, dbeta1, dgamma1, dh1, drho1, dn1 = dual_layer_bwd(
-            xq, xk, dlt_c, w1, s1, g, beta, gamma, h, rho, n, dzq, dw1, ds1, last, BT, PREC
-        )
+            xq, xk, dlt_c, load_state(w1_chk, chk, rf, rd, F, D),
+            load_state(s1_chk, chk, rf, rd, F, D), g, beta, gamma, h, rho, n, dzq,
+            load_state(dw1_c, cur, rf, rd, F, D), load_state(ds1_c, cur, rf, rd, F, D), last,
+            BT, PREC,
+        )  # fmt: skip
+        store_state(ds1_c, nxt, gs1, rf, rd, F, D)
         dg += dg1
         dbeta += dbeta1
         dgamma += dgamma1
@@ -220,8 +231,8 @@ def mlp_bwd_kernel(
         d_s = tl.zeros((BT,), tl.float32)  # gradient of s = 2θc through the damping
         if NORM:
             d_norm = -(dn + dn1) * n * n
-            d_wt, d_xk = curvature_norm_bwd(d_norm, wt, xk, norm_k)
-            d_wt_a, d_a = curvature_norm_bwd(d_norm, wt, a, norm_a)
+            d_wt, d_xk = curvature_norm_bwd(d_norm, wt, xk, gram_k, m_k, norm_k)
+            d_wt_a, d_a = curvature_norm_bwd(d_norm, wt, a, gram_a, m_a, norm_a)
             d_wt += d_wt_a
             gk += d_xk
             da += d_a
@@ -240,6 +251,7 @@ def mlp_bwd_kernel(
         # δ = (e W2) ⊙ σ'(z)
         dr = ddlt * act_grad(z, ACT)
         dz = ddlt * r * act_grad2(z, ACT)
+        w2 = load_state(w2_chk, chk, rd, rf, D, F)
         de += mm(dr, tl.trans(w2), PREC)
         gw2 += mm(tl.trans(e), dr, PREC)
         # e = 2 (W2 a + [k] - v), a = σ(z), z = W1 k
@@ -248,8 +260,10 @@ def mlp_bwd_kernel(
         da += 2.0 * mm(de, w2, PREC)
         gw2 += 2.0 * mm(tl.trans(de), a, PREC)
         dz += da * act_grad(z, ACT)
-        gk += mm(dz, w1, PREC)
+        gk += mm(dz, load_state(w1_chk, chk, rf, rd, F, D), PREC)
         gw1 += mm(tl.trans(dz), xk, PREC)
+        store_state(dw1_c, nxt, gw1, rf, rd, F, D)
+        store_state(dw2_c, nxt, gw2, rd, rf, D, F)
         store_rows(dq, gq, i_b, i_h, t, rd, T, H, D, m_d)
         store_rows(dk, gk, i_b, i_h, t, rd, T, H, D, m_d)
         store_rows(dv, -2.0 * de, i_b, i_h, t, rd, T, H, D, m_d)
@@ -258,11 +272,9 @@ def mlp_bwd_kernel(
         )
         gth += 2.0 * scale * d_s
         store_gates(dth, dla, dln, gth, gla, gln, i_b, i_h, t, T, H)
-        dw1 = gw1
-        ds1 = gs1
-        dw2 = gw2
-        ds2 = gs2
-    store_state(dw1_0, base, dw1, rf, rd, F, D)
-    store_state(ds1_0, base, ds1, rf, rd, F, D)
-    store_state(dw2_0, base, dw2, rd, rf, D, F)
-    store_state(ds2_0, base, ds2, rd, rf, D, F)
+        tl.debug_barrier()
+    end = carry + (NC % 2) * F * D
+    copy_state(dw1_c, end, dw1_0, base, rf, rd, F, D)
+    copy_state(ds1_c, end, ds1_0, base, rf, rd, F, D)
+    copy_state(dw2_c, end, dw2_0, base, rd, rf, D, F)
+    copy_state(ds2_c, end, ds2_0, base, rd, rf, D, F)

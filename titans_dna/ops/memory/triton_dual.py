@@ -102,20 +102,76 @@ def dual_layer_fwd(
 
 
 @triton.jit
-def curvature_norm(wt, x):
-    """‖C_t‖_F = (Σ_{i,j} wt_{t,i} wt_{t,j} (x_i·x_j)²)^(1/2) [BT] for one layer's inputs x [BT, DX]
-    and weights wt [BT, BT] (s_i D_{t,i}); TF32 products: only a step size depends on it."""
-    gram = tl.dot(x, tl.trans(x), input_precision="tf32")
-    q = tl.sum(tl.dot(wt, gram * gram, input_precision="tf32") * wt, axis=1)
-    return tl.sqrt(tl.maximum(q, 0.0))
+def load_state(ptr, off, rows, cols, R, C):
+    """A float32 [len(rows), len(cols)] tile of an [R, C] matrix starting at ptr + off."""
+    mask = (rows < R)[:, None] & (cols < C)[None, :]
+    return tl.load(ptr + off + rows[:, None] * C + cols[None, :], mask=mask, other=0.0)
 
 
 @triton.jit
-def curvature_norm_bwd(d_norm, wt, x, norm):
-    """Backward of `curvature_norm`: (d wt [BT, BT], dx [BT, DX]) from d‖C_t‖_F [BT]."""
+def store_state(ptr, off, val, rows, cols, R, C):
+    """Write a [len(rows), len(cols)] tile of an [R, C] matrix starting at ptr + off."""
+    mask = (rows < R)[:, None] & (cols < C)[None, :]
+    tl.store(ptr + off + rows[:, None] * C + cols[None, :], val, mask=mask)
+
+
+@triton.jit
+def dual_layer_out(
+    x, k, e, w_ptr, s_ptr, off, rows, cols, R, C, g, beta, gamma, n,
+    BT: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """Y of `dual_layer_fwd`, with W and S [R, C] read from w_ptr, s_ptr + off where used
+    (rows, cols: their padded index ranges)."""
+    r = tl.arange(0, BT)
+    p = tl.where(r[:, None] >= r[None, :], mm(x, tl.trans(k), PREC), 0.0)
+    y = beta[:, None] * mm(x, tl.trans(load_state(w_ptr, off, rows, cols, R, C)), PREC)
+    y += gamma[:, None] * mm(x, tl.trans(load_state(s_ptr, off, rows, cols, R, C)), PREC)
+    y -= n[:, None] * mm(p * g, e, PREC)
+    return y
+
+
+@triton.jit
+def dual_layer_step(
+    k, e, w_ptr, s_ptr, cur, nxt, rows, cols, R, C, g, beta, gamma, h, rho, n, last,
+    BT: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """End state (W_b, S_b) of `dual_layer_fwd` from the state at w_ptr, s_ptr + cur, written to
+    w_ptr, s_ptr + nxt."""
+    r = tl.arange(0, BT)
+    n_last = _at(n, r, last)
+    g_last = tl.sum(tl.where(r[:, None] == last, g, 0.0), axis=0) * n_last
+    w = load_state(w_ptr, cur, rows, cols, R, C)
+    s = load_state(s_ptr, cur, rows, cols, R, C)
+    w_new = _at(beta, r, last) * w + _at(gamma, r, last) * s
+    w_new -= mm(tl.trans(e * g_last[:, None]), k, PREC)
+    s_new = rho * s - mm(tl.trans(e * (h * n_last)[:, None]), k, PREC)
+    store_state(w_ptr, nxt, w_new, rows, cols, R, C)
+    store_state(s_ptr, nxt, s_new, rows, cols, R, C)
+
+
+@triton.jit
+def curvature_terms(wt, x):
+    """‖C_t‖_F = (Σ_{i,j} wt_{t,i} wt_{t,j} (x_i·x_j)²)^(1/2) [BT] for one layer's inputs x [BT, DX]
+    and weights wt [BT, BT] (s_i D_{t,i}), with the Gram matrix x xᵀ and wt (x xᵀ)² that its
+    backward reuses; TF32 products: only a step size depends on it."""
     gram = tl.dot(x, tl.trans(x), input_precision="tf32")
+    m = tl.dot(wt, gram * gram, input_precision="tf32")
+    norm = tl.sqrt(tl.maximum(tl.sum(m * wt, axis=1), 0.0))
+    return norm, gram, m
+
+
+@triton.jit
+def curvature_norm(wt, x):
+    """‖C_t‖_F of `curvature_terms`."""
+    norm, _gram, _m = curvature_terms(wt, x)
+    return norm
+
+
+@triton.jit
+def curvature_norm_bwd(d_norm, wt, x, gram, m, norm):
+    """Backward of `curvature_terms`: (d wt [BT, BT], dx [BT, DX]) from d‖C_t‖_F [BT]."""
     dq = tl.where(norm > 0.0, d_norm / (2.0 * tl.maximum(norm, 1e-30)), 0.0)
-    d_wt = 2.0 * dq[:, None] * tl.dot(wt, gram * gram, input_precision="tf32")
+    d_wt = 2.0 * dq[:, None] * m
     d_sq = tl.dot(tl.trans(wt), dq[:, None] * wt, input_precision="tf32")
     dx = 4.0 * tl.dot(gram * d_sq, x, input_precision="tf32")
     return d_wt, dx
@@ -148,15 +204,17 @@ def dual_layer_bwd(
     dm = dm * n[:, None]
     dp = tl.where(tril, dm * g, 0.0)
     dg = tl.where(tril, dm * p, 0.0)
-    dx = beta[:, None] * mm(dy, w, PREC)
-    dx += gamma[:, None] * mm(dy, s, PREC)
+    # dβ_t = dy_t · (W x_t) = x_t · (dy_t W): the products dX needs anyway
+    dyw = mm(dy, w, PREC)
+    dys = mm(dy, s, PREC)
+    dx = beta[:, None] * dyw + gamma[:, None] * dys
     dx += mm(dp, k, PREC)
     dk = mm(tl.trans(dp), x, PREC)
     dw = mm(tl.trans(dy * beta[:, None]), x, PREC) + beta_b * dw_b
     ds = mm(tl.trans(dy * gamma[:, None]), x, PREC)
     ds += gamma_b * dw_b + rho * ds_b
-    dbeta = tl.sum(dy * mm(x, tl.trans(w), PREC), axis=1)
-    dgamma = tl.sum(dy * mm(x, tl.trans(s), PREC), axis=1)
+    dbeta = tl.sum(x * dyw, axis=1)
+    dgamma = tl.sum(x * dys, axis=1)
     dbeta += tl.where(is_last, tl.sum(tl.sum(dw_b * w, axis=1), axis=0), 0.0)
     dgamma += tl.where(is_last, tl.sum(tl.sum(dw_b * s, axis=1), axis=0), 0.0)
     drho = tl.sum(tl.sum(ds_b * s, axis=1), axis=0)

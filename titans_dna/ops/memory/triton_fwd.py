@@ -1,9 +1,11 @@
 """Fused Triton forward kernels of the chunked neural memory (linear and depth-2 MLP).
 
 One program per (batch, head) — and, for the linear memory, per block of BV output rows, which
-evolve independently — holds W and S in float32 registers and walks the chunks in order. Each
-chunk is evaluated in the dual form (see triton_dual.py); when SAVE is set the state at every
-chunk start is written to a [B*H, NC, ...] buffer so the backward can recompute chunk by chunk.
+evolve independently — walks the chunks in order. The linear memory holds W and S in float32
+registers and, when SAVE is set, writes the state at every chunk start to a [B*H, NC, ...]
+buffer; the MLP memory keeps its state in such slot buffers throughout (see mlp_fwd_kernel).
+Each chunk is evaluated in the dual form (see triton_dual.py); the backward recomputes chunk by
+chunk from the saved chunk-start states.
 Tensors are contiguous: q, k, v, y [B, T, H, D]; gates [B, T, H]; states [B*H, out, in].
 """
 
@@ -18,7 +20,11 @@ from titans_dna.ops.memory.triton_dual import (
     chunk_gates,
     curvature_norm,
     dual_layer_fwd,
+    dual_layer_out,
+    dual_layer_step,
+    load_state,
     mm,
+    store_state,
 )
 
 
@@ -27,6 +33,13 @@ def load_rows(ptr, i_b, i_h, t, cols, T, H, D, mask):
     """Rows t of one head of a [B, T, H, D] tensor as a float32 [len(t), len(cols)] tile."""
     off = ((i_b * T + t).to(tl.int64) * H + i_h) * D
     return tl.load(ptr + off[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def store_rows(ptr, val, i_b, i_h, t, cols, T, H, D, mask):
+    """Write a [len(t), len(cols)] tile to rows t of one head of a [B, T, H, D] tensor."""
+    off = ((i_b * T + t).to(tl.int64) * H + i_h) * D
+    tl.store(ptr + off[:, None] + cols[None, :], val.to(ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -111,34 +124,21 @@ def linear_fwd_kernel(
 
 
 @triton.jit
-def load_state(ptr, off, rows, cols, R, C):
-    """A float32 [len(rows), len(cols)] tile of an [R, C] matrix starting at ptr + off."""
-    mask = (rows < R)[:, None] & (cols < C)[None, :]
-    return tl.load(ptr + off + rows[:, None] * C + cols[None, :], mask=mask, other=0.0)
-
-
-@triton.jit
-def store_state(ptr, off, val, rows, cols, R, C):
-    """Write a [len(rows), len(cols)] tile of an [R, C] matrix starting at ptr + off."""
-    mask = (rows < R)[:, None] & (cols < C)[None, :]
-    tl.store(ptr + off + rows[:, None] * C + cols[None, :], val, mask=mask)
-
-
-@triton.jit
-def mlp_errors(xk, xv, w1, w2, tau, RES: tl.constexpr, ACT: tl.constexpr, CLIP: tl.constexpr,
-               PREC: tl.constexpr):  # fmt: skip
-    """Keys' forward and surprise errors of M(k) = W2 σ(W1 k) (+ k) at the chunk-start weights.
+def mlp_errors(xk, xv, w1_ptr, w2_ptr, off, rd, rf, D, F, tau, RES: tl.constexpr,
+               ACT: tl.constexpr, CLIP: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+    """Keys' forward and surprise errors of M(k) = W2 σ(W1 k) (+ k) at the chunk-start weights
+    (read from w1_ptr, w2_ptr + off: [F, D] and [D, F]).
 
     Returns z = K W1ᵀ [BT, BF], a = σ(z), e = 2 (M(K) - V) [BT, BD], r = e W2 [BT, BF],
     δ = r ⊙ σ'(z) (so u1 = δ kᵀ, u2 = e aᵀ), the squared surprise norm and the clip scale.
     """
-    z = mm(xk, tl.trans(w1), PREC)
+    z = mm(xk, tl.trans(load_state(w1_ptr, off, rf, rd, F, D)), PREC)
     a = act_fwd(z, ACT)
-    o = mm(a, tl.trans(w2), PREC)
+    o = mm(a, tl.trans(load_state(w2_ptr, off, rd, rf, D, F)), PREC)
     if RES:
         o += xk
     e = 2.0 * (o - xv)
-    r = mm(e, w2, PREC)
+    r = mm(e, load_state(w2_ptr, off, rd, rf, D, F), PREC)
     dlt = r * act_grad(z, ACT)
     sq = tl.sum(dlt * dlt, axis=1) * tl.sum(xk * xk, axis=1)
     sq += tl.sum(e * e, axis=1) * tl.sum(a * a, axis=1)
@@ -146,15 +146,27 @@ def mlp_errors(xk, xv, w1, w2, tau, RES: tl.constexpr, ACT: tl.constexpr, CLIP: 
 
 
 @triton.jit
+def copy_state(src, src_off, dst, dst_off, rows, cols, R, C):
+    store_state(dst, dst_off, load_state(src, src_off, rows, cols, R, C), rows, cols, R, C)
+
+
+@triton.jit
 def mlp_fwd_kernel(
     q, k, v, th, la, ln, w1_0, s1_0, w2_0, s2_0, y,
-    w1_end, s1_end, w2_end, s2_end, w1_chk, s1_chk, w2_chk, s2_chk,
-    T, H, NC, tau,
+    w1_end, s1_end, w2_end, s2_end, w1_chk, s1_chk, w2_chk, s2_chk, zq_buf,
+    T, H, NC, NS, tau,
     D: tl.constexpr, F: tl.constexpr, BD: tl.constexpr, BF: tl.constexpr, BT: tl.constexpr,
     ACT: tl.constexpr, RES: tl.constexpr, CLIP: tl.constexpr, NORM: tl.constexpr,
     SAVE: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """Depth-2 MLP memory; grid (B*H,). W1, S1: [B*H, F, D]; W2, S2: [B*H, D, F]."""
+    """Depth-2 MLP memory; grid (B*H,). W1, S1: [B*H, F, D]; W2, S2: [B*H, D, F]; with SAVE, the
+    queries' hidden pre-activations Zq [B, T, H, F] go to zq_buf for the backward.
+
+    The state lives in the [B*H, NS, ...] slot buffers, not in registers (at D=64, F=128 the four
+    matrices alone would fill the register file): chunk c reads slot c % NS where it needs a
+    matrix and writes the next chunk's state to slot (c + 1) % NS. NS = NC + 1 keeps every
+    chunk-start state for the backward; NS = 2 (no gradients) only alternates.
+    """
     i_bh = tl.program_id(0)
     i_b = i_bh // H
     i_h = i_bh % H
@@ -163,40 +175,51 @@ def mlp_fwd_kernel(
     rf = tl.arange(0, BF)
     md = rd < D
     base = i_bh.to(tl.int64) * F * D
-    w1 = load_state(w1_0, base, rf, rd, F, D)
-    s1 = load_state(s1_0, base, rf, rd, F, D)
-    w2 = load_state(w2_0, base, rd, rf, D, F)
-    s2 = load_state(s2_0, base, rd, rf, D, F)
+    slots = i_bh.to(tl.int64) * NS * F * D
+    copy_state(w1_0, base, w1_chk, slots, rf, rd, F, D)
+    copy_state(s1_0, base, s1_chk, slots, rf, rd, F, D)
+    copy_state(w2_0, base, w2_chk, slots, rd, rf, D, F)
+    copy_state(s2_0, base, s2_chk, slots, rd, rf, D, F)
+    tl.debug_barrier()
     for c in range(NC):
-        if SAVE:
-            chk = (i_bh.to(tl.int64) * NC + c) * F * D
-            store_state(w1_chk, chk, w1, rf, rd, F, D)
-            store_state(s1_chk, chk, s1, rf, rd, F, D)
-            store_state(w2_chk, chk, w2, rd, rf, D, F)
-            store_state(s2_chk, chk, s2, rd, rf, D, F)
+        cur = slots + (c % NS) * F * D
+        nxt = slots + ((c + 1) % NS) * F * D
         t = c * BT + rt
         m_d = (t < T)[:, None] & md[None, :]
-        xq = load_rows(q, i_b, i_h, t, rd, T, H, D, m_d)
         xk = load_rows(k, i_b, i_h, t, rd, T, H, D, m_d)
         xv = load_rows(v, i_b, i_h, t, rd, T, H, D, m_d)
         gt, gl, gn = load_gates(th, la, ln, i_b, i_h, t, T, H)
         last = tl.minimum(T - c * BT, BT) - 1
         g, _gp, _la, _ln, beta, gamma, h, _en, rho = chunk_gates(gt, gl, gn, last, BT)
-        _z, a, e, _r, dlt, _sq, scale = mlp_errors(xk, xv, w1, w2, tau, RES, ACT, CLIP, PREC)
+        _z, a, e, _r, dlt, _sq, scale = mlp_errors(
+            xk, xv, w1_chk, w2_chk, cur, rd, rf, D, F, tau, RES, ACT, CLIP, PREC
+        )
         e = e * scale[:, None]
         dlt = dlt * scale[:, None]
         n = tl.full((BT,), 1.0, tl.float32)
         if NORM:
             wt = curvature_weights(g, scale, BT)
             n = 1.0 / (1.0 + curvature_norm(wt, xk) + curvature_norm(wt, a))
-        zq, w1, s1 = dual_layer_fwd(xq, xk, dlt, w1, s1, g, beta, gamma, h, rho, n, last, BT, PREC)
+        xq = load_rows(q, i_b, i_h, t, rd, T, H, D, m_d)
+        zq = dual_layer_out(xq, xk, dlt, w1_chk, s1_chk, cur, rf, rd, F, D, g, beta, gamma, n,
+                            BT, PREC)  # fmt: skip
+        if SAVE:
+            m_f = (t < T)[:, None] & (rf < F)[None, :]
+            store_rows(zq_buf, zq, i_b, i_h, t, rf, T, H, F, m_f)
         hq = act_fwd(zq, ACT)
-        out, w2, s2 = dual_layer_fwd(hq, a, e, w2, s2, g, beta, gamma, h, rho, n, last, BT, PREC)
+        out = dual_layer_out(hq, a, e, w2_chk, s2_chk, cur, rd, rf, D, F, g, beta, gamma, n,
+                             BT, PREC)  # fmt: skip
         if RES:
             out += xq
         y_off = ((i_b * T + t).to(tl.int64) * H + i_h) * D
         tl.store(y + y_off[:, None] + rd[None, :], out.to(y.dtype.element_ty), mask=m_d)
-    store_state(w1_end, base, w1, rf, rd, F, D)
-    store_state(s1_end, base, s1, rf, rd, F, D)
-    store_state(w2_end, base, w2, rd, rf, D, F)
-    store_state(s2_end, base, s2, rd, rf, D, F)
+        dual_layer_step(xk, dlt, w1_chk, s1_chk, cur, nxt, rf, rd, F, D, g, beta, gamma, h, rho,
+                        n, last, BT, PREC)  # fmt: skip
+        dual_layer_step(a, e, w2_chk, s2_chk, cur, nxt, rd, rf, D, F, g, beta, gamma, h, rho,
+                        n, last, BT, PREC)  # fmt: skip
+        tl.debug_barrier()
+    end = slots + (NC % NS) * F * D
+    copy_state(w1_chk, end, w1_end, base, rf, rd, F, D)
+    copy_state(s1_chk, end, s1_end, base, rf, rd, F, D)
+    copy_state(w2_chk, end, w2_end, base, rd, rf, D, F)
+    copy_state(s2_chk, end, s2_end, base, rd, rf, D, F)
