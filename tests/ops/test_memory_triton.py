@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -389,11 +390,14 @@ def test_memory_impl_triton_in_the_config_makes_fallback_an_error() -> None:
     """TitansConfig.memory_impl reaches every memory layer: "triton" refuses to fall back."""
     from titans_dna.models.lm import TitansLM
 
-    tokens = torch.randint(1, 5, (1, 24))
-    TitansLM(TitansConfig.preset("tiny", variant="lmm", chunk_size=8))(tokens)  # auto: chunk.py
+    tokens = torch.randint(1, 5, (1, 24), device=DEVICE)
+    auto = TitansConfig.preset("tiny", variant="lmm", chunk_size=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", memory.MemoryKernelFallback)
+        TitansLM(auto).to(DEVICE)(tokens)  # auto: chunk.py
     strict = TitansConfig.preset("tiny", variant="lmm", chunk_size=8, memory_impl="triton")
     with pytest.raises(ValueError, match="chunk_size in"):
-        TitansLM(strict)(tokens)
+        TitansLM(strict).to(DEVICE)(tokens)
 
 
 @pytest.mark.parametrize(
