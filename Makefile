@@ -16,11 +16,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflows/profiles/local
+	$(BIN)/snakemake --cores $(CORES)
 
 # A real one-node SLURM cluster on this machine (installs slurm-wlm and munge; needs root).
 cluster-test: $(STAMP)
-	BIN=$(abspath $(BIN)) bash workflows/cluster/slurm-test.sh
+	BIN=$(abspath $(BIN)) bash tests/workflow/slurm_cluster.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

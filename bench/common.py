@@ -10,19 +10,11 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from pipeline.report.runinfo import cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = REPO / "docs" / "benchmarks.md"
 SHARED_DATA = Path(os.environ.get("TITANS_DNA_SHARED_DATA", REPO.parent / "shared" / "data"))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def machine_line() -> str:

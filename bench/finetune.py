@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common import REPO, SHARED_DATA, append_section, markdown_table
 
-from pipeline.report.html import DNABERT2_MCC, KMER_BASELINE
+from pipeline.report.baselines import reference_for
 
 TASKS = ("prom_core_all", "prom_300_tata", "tf_0", "tf_1", "mouse_0")
 # Where bench/pretrain.py leaves its model (first match wins).
@@ -183,8 +183,9 @@ def run_probe(task: Path, checkpoint: Path, out: Path, args: argparse.Namespace)
 
 def row(task: str, label: str, metrics: dict) -> dict:
     test, dev = metrics["test"] or {}, metrics["dev"]
-    kmer_mcc, kmer_auroc = KMER_BASELINE.get(task, (None, None))
-    dnabert = DNABERT2_MCC.get(task)
+    reference = reference_for(metrics.get("task_files"))
+    kmer_mcc, kmer_auroc = (reference.kmer_mcc, reference.kmer_auroc) if reference else (None, None)
+    dnabert = reference.dnabert2_mcc if reference else None
     return {
         "task": task,
         "model": label,

@@ -1,7 +1,7 @@
 """Pretraining benchmark: a Titans DNA model against the best order-k Markov model, and memory at
 long context.
 
-Part 1 (held-out bits per base). The tiny configuration (workflows/config/pretrain/tiny_cpu.yaml)
+Part 1 (held-out bits per base). The tiny configuration (config/pretrain/tiny_cpu.yaml)
 pretrains on human chromosome 20 (`--corpus chr20`, 63 Mbp, the corpus of the human and mouse
 tasks) or on four bacterial genomes (`--corpus bacteria`: E. coli K-12, H. pylori G27,
 S. aureus N315, V. cholerae O395; 13.2 Mbp) for at most `--minutes` of wall time. A 15-step
@@ -39,7 +39,7 @@ CORPORA = {
     "chr20": ("human_grch37_chr20",),
     "bacteria": ("ecoli_k12_mg1655", "hpylori_g27", "saureus_n315", "vcholerae_o395"),
 }
-CONFIG = REPO / "workflows" / "config" / "pretrain" / "tiny_cpu.yaml"
+CONFIG = REPO / "config" / "pretrain" / "tiny_cpu.yaml"
 LONG_CONTEXTS = (8192, 16384, 32768, 65536)
 CALIBRATION_STEPS = 15
 

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pipeline.atomic import atomic_file, check_output_parent
     from pipeline.errors import input_error
-    from pipeline.io.tasks import load_task
+    from pipeline.io.tasks import load_task, split_checksums
     from pipeline.probe import linear_probe
 
     start = time.monotonic()
@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         "protocol": "standardised logistic regression, C by stratified k-fold CV (ROC-AUC) on "
         "train+dev, scored once on test",
         "task": str(task.path),
+        "task_files": split_checksums(task),
         "labels": task.label_names,
         "source": source,
         "wall_seconds": round(time.monotonic() - start, 2),

@@ -97,10 +97,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from pipeline.atomic import atomic_dir, check_output_parent
-    from pipeline.checkpoints import new_classifier, parse_overrides
+    from pipeline.checkpoints import (
+        checkpoint_dir,
+        new_classifier,
+        parse_overrides,
+        weights_sha256,
+    )
     from pipeline.device import resolve_device
     from pipeline.finetune.train import FinetuneOptions, finetune, save_outputs
-    from pipeline.io.tasks import load_task
+    from pipeline.io.tasks import load_task, split_checksums
 
     log = logging.getLogger("pipeline")
     out = check_output_parent(args.output)
@@ -131,19 +136,22 @@ def run(args: argparse.Namespace) -> int:
         patience=args.patience,
         seed=args.seed,
     )
+    backbone = None if args.checkpoint == "none" else checkpoint_dir(args.checkpoint)
     with atomic_dir(out) as tmp:
-        metrics = finetune(model, task, options, device)
+        metrics, test_probabilities = finetune(model, task, options, device)
         metrics.update(
             task=str(task.path),
+            task_files=split_checksums(task),
             labels=task.label_names,
             checkpoint=None if args.checkpoint == "none" else str(args.checkpoint),
+            checkpoint_sha256=weights_sha256(backbone) if backbone else None,
             preset=args.preset if args.checkpoint == "none" else None,
             overrides=parse_overrides(args.sets),
             pooling=args.pooling,
             device=str(device),
             model_config=model.config.to_dict(),
         )
-        save_outputs(tmp, model, task, metrics)
+        save_outputs(tmp, model, task, metrics, test_probabilities)
     test = metrics["test"]
     log.info(
         "dev %s; test %s; written to %s",

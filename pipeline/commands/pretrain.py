@@ -1,6 +1,6 @@
 """Pretrain a Titans DNA language model on token stores (next-nucleotide prediction).
 
-The configuration is a YAML file (see workflows/config/pretrain/) whose keys are all checked;
+The configuration is a YAML file (see config/pretrain/) whose keys are all checked;
 `--set section.key=value` overrides any key (e.g. `--set model.d_model=128 --set optim.lr=1e-3`),
 `--store` names the token stores. Writes OUT/model/ (final checkpoint with tokenizer.json),
 OUT/checkpoints/step-XXXXXXXX/ (resumable), OUT/metrics.jsonl, OUT/metrics.csv, OUT/curves.png,

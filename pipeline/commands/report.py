@@ -28,6 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output folders of finetune, one per task (the folder name is the task name)",
     )
     parser.add_argument(
+        "--probes",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="outputs of titans-dna evaluate (zero-shot linear probes), shown beside fine-tuning "
+        "runs of the same task",
+    )
+    parser.add_argument(
         "--embeddings", type=Path, nargs="+", default=[], metavar="H5", help="embed outputs"
     )
     parser.add_argument(
@@ -38,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="outputs of titans-dna score-variants",
     )  # fmt: skip
     parser.add_argument("--config", type=Path, help="workflow configuration to record")
+    parser.add_argument(
+        "--benchmarks",
+        type=Path,
+        metavar="DIR",
+        help="folder of Snakemake benchmark files (runtime and peak memory per step)",
+    )
     parser.add_argument(
         "--inputs", type=Path, nargs="+", default=[], metavar="FILE", help="input files to checksum"
     )
@@ -51,10 +66,12 @@ def run(args: argparse.Namespace) -> int:
     spec = ReportInputs(
         pretrain=args.pretrain,
         finetune=args.finetune,
+        probes=args.probes,
         embeddings=args.embeddings,
         long_context=args.long_context,
         variants=args.variants,
         config=args.config,
+        benchmarks=args.benchmarks,
         inputs=args.inputs,
         title=args.title,
     )

@@ -7,6 +7,7 @@
 /lengths           [N] int64             tokens per sequence
 /sequence_digests  [N] uint64            the first 8 bytes of the blake2b digest of each sequence's
                                          token ids: which sequence a row embeds (`sequence_digest`)
+/gc_content        [N] float32           G+C among the A/C/G/T bases of each sequence (NaN: none)
 /token_embeddings  [sum L_i, D]          with --per-token: row offsets[i] + j is token j of i
 /offsets           [N + 1] int64         with --per-token
 /windows           [N] compound (contig vlen utf-8, start int64, end int64, strand vlen utf-8)
@@ -30,10 +31,12 @@ import numpy as np
 from pipeline.errors import input_error
 from pipeline.io.items import SequenceItem
 from pipeline.io.tasks import LabelledSplit
+from titans_dna.tokenizer import A_ID, C_ID, G_ID, T_ID
 
 SCHEMA_VERSION = 1
 WINDOW_IDS = "contig:start-end, 1-based inclusive (samtools, IGV); /windows: 0-based half-open"
 DIGESTS = "sequence_digests"
+GC_CONTENT = "gc_content"
 DTYPES = ("float32", "float16")
 _TEXT = h5py.string_dtype("utf-8")
 _WINDOW = np.dtype([("contig", _TEXT), ("start", np.int64), ("end", np.int64), ("strand", _TEXT)])
@@ -72,7 +75,7 @@ class EmbeddingWriter:
             maxshape=(None, dim),
             chunks=(_ROWS_PER_CHUNK, dim),
         )
-        for name, kind in (("lengths", np.int64), (DIGESTS, np.uint64)):
+        for name, kind in (("lengths", np.int64), (DIGESTS, np.uint64), (GC_CONTENT, np.float32)):
             handle.create_dataset(name, (0,), kind, maxshape=(None,), chunks=(_ROWS_PER_CHUNK,))
         if windowed:
             handle.create_dataset(
@@ -129,7 +132,7 @@ class EmbeddingWriter:
         if len(items) != len(pooled):
             raise ValueError(f"{len(items)} items but {len(pooled)} pooled vectors")
         end = self.count + len(items)
-        for name in ("ids", "embeddings", "lengths", DIGESTS) + (
+        for name in ("ids", "embeddings", "lengths", DIGESTS, GC_CONTENT) + (
             ("windows",) if self.windowed else ()
         ):
             self.handle[name].resize(end, axis=0)
@@ -138,6 +141,7 @@ class EmbeddingWriter:
         lengths = np.array([len(item.tokens) for item in items], dtype=np.int64)
         self.handle["lengths"][self.count : end] = lengths
         self.handle[DIGESTS][self.count : end] = [sequence_digest(item.tokens) for item in items]
+        self.handle[GC_CONTENT][self.count : end] = [gc_content(item.tokens) for item in items]
         if self.windowed:
             rows = np.array(
                 [(item.contig, item.start, item.end, item.strand) for item in items], dtype=_WINDOW
@@ -159,6 +163,13 @@ def sequence_digest(tokens: np.ndarray) -> int:
     """A 64-bit digest of a sequence's token ids (blake2b), identifying what was embedded."""
     data = np.ascontiguousarray(tokens, dtype=np.uint8).tobytes()
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def gc_content(tokens: np.ndarray) -> float:
+    """G+C over A+C+G+T of a token id sequence (N and other tokens left out); NaN without any."""
+    counts = np.bincount(np.asarray(tokens, dtype=np.int64), minlength=T_ID + 1)
+    bases = counts[[A_ID, C_ID, G_ID, T_ID]].sum()
+    return float(counts[C_ID] + counts[G_ID]) / bases if bases else float("nan")
 
 
 @dataclass

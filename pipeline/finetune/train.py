@@ -141,8 +141,9 @@ def finetune(
     task: Task,
     options: FinetuneOptions,
     device: torch.device,
-) -> dict:
-    """Train `model` in place (left holding the best-dev weights); return the metrics dict."""
+) -> tuple[dict, np.ndarray | None]:
+    """Train `model` in place (left holding the best-dev weights); return the metrics dict and
+    the test set's class probabilities [N_test, K] (None without a test split)."""
     if options.schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {options.schedule!r}")
     torch.manual_seed(options.seed)
@@ -169,10 +170,13 @@ def finetune(
     _train(run)
     model.load_state_dict(run.best_state)
     model.eval()
-    test = None
+    test = test_probabilities = None
     if task.test is not None:
-        test = _score(model, task.test, options, device)
-    return {
+        test_probabilities = predict_proba(
+            model, task.test.sequences, device=device, rc_average=options.rc_average
+        )
+        test = _metrics(task.test, test_probabilities)
+    metrics = {
         "dev": run.best_record.dev,
         "test": test,
         "wall_seconds": round(run.elapsed(), 2),
@@ -190,6 +194,7 @@ def finetune(
         "options": asdict(options),
         "history": [asdict(r) for r in run.history],
     }
+    return metrics, test_probabilities
 
 
 def _check_strands(
@@ -351,6 +356,10 @@ def _score(
     probabilities = predict_proba(
         model, split.sequences, device=device, rc_average=options.rc_average
     )
+    return _metrics(split, probabilities)
+
+
+def _metrics(split: LabelledSplit, probabilities: np.ndarray) -> dict[str, float | None]:
     return {k: _round(v) for k, v in classification_metrics(split.labels, probabilities).items()}
 
 
@@ -359,9 +368,14 @@ def _round(value: float | None) -> float | None:
 
 
 def save_outputs(
-    out_tmp: Path, model: TitansForSequenceClassification, task: Task, metrics: dict
+    out_tmp: Path,
+    model: TitansForSequenceClassification,
+    task: Task,
+    metrics: dict,
+    test_probabilities: np.ndarray | None,
 ) -> None:
-    """Write model/, label_map.json and metrics.json into the (temporary) output folder."""
+    """Write model/, label_map.json, metrics.json and (with a test split) test_predictions.csv
+    into the (temporary) output folder."""
     import json
 
     from pipeline.manifest import write_manifest
@@ -373,3 +387,22 @@ def save_outputs(
     write_manifest(model_dir, (CONFIG_FILE, WEIGHTS_FILE, "tokenizer.json"))
     (out_tmp / "label_map.json").write_text(json.dumps(task.label_map(), indent=2) + "\n")
     (out_tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if task.test is not None and test_probabilities is not None:
+        write_predictions(out_tmp / PREDICTIONS_FILE, task, task.test, test_probabilities)
+
+
+PREDICTIONS_FILE = "test_predictions.csv"
+
+
+def write_predictions(
+    path: Path, task: Task, split: LabelledSplit, probabilities: np.ndarray
+) -> None:
+    """One row per example: id, true label (its name) and the probability of each class
+    (columns p_NAME, in label-id order), for ROC and precision-recall curves."""
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "label", *(f"p_{name}" for name in task.label_names)])
+        for example_id, label, row in zip(split.ids, split.labels, probabilities, strict=True):
+            writer.writerow([example_id, task.label_names[label], *(f"{p:.6g}" for p in row)])

@@ -87,6 +87,7 @@ class Task:
     dev: LabelledSplit
     test: LabelledSplit | None
     dev_held_out: bool
+    files: dict[str, Path]  # split name -> the file it was read from
 
     @property
     def num_labels(self) -> int:
@@ -122,7 +123,17 @@ def load_task(path: str | Path, *, genome: str | Path | None = None, seed: int =
     if dev is None:
         train, dev = hold_out_dev(train, seed)
         held_out = True
-    return Task(folder, label_names, train, dev, splits.get("test"), held_out)
+    present = {split: path for split, path in files.items() if path is not None}
+    return Task(folder, label_names, train, dev, splits.get("test"), held_out, present)
+
+
+def split_checksums(task: Task) -> dict[str, dict[str, str]]:
+    """{split: {"file": name, "sha256": hex}}: what identifies a task (the same splits under any
+    folder name), recorded by finetune and matched by the report."""
+    from pipeline.manifest import sha256_file
+
+    files = task.files.items()
+    return {split: {"file": path.name, "sha256": sha256_file(path)} for split, path in files}
 
 
 def find_split_file(folder: Path, split: str) -> Path | None:

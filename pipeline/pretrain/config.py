@@ -117,7 +117,7 @@ class CheckpointSection:
 
 @dataclass
 class PretrainConfig:
-    """The whole pretraining configuration (see workflows/config/pretrain/*.yaml)."""
+    """The whole pretraining configuration (see config/pretrain/*.yaml)."""
 
     seed: int = 0
     model: ModelSection = field(default_factory=ModelSection)

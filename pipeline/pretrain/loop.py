@@ -409,15 +409,26 @@ class Trainer:
     def _finish(self, *, stopped_early: bool) -> dict[str, Any]:
         e = self.config.eval
         final_windows = self.corpus.val_windows(self.config.train.context, e.final_max_tokens)
-        val = self.evaluate(final_windows)
+        by_genome = self._evaluate_by_store(final_windows)
+        val = pool_evaluations(list(by_genome.values()))
         self._log_row(val)
         summary = None
         if self.ctx.is_main:
             markov = self._markov(final_windows)
             summary = self._summary(val, markov, stopped_early)
+            summary["val_bits_per_base_by_genome"] = {
+                name: part[1] for name, part in by_genome.items() if part is not None
+            }
             self._write_final(summary, markov)
         dist.barrier(self.ctx)
         return dist.broadcast_object(self.ctx, summary)
+
+    def _evaluate_by_store(self, windows: list[Piece]) -> dict[str, tuple | None]:
+        """`evaluate` of each token store's held-out windows, by store file name (a genome)."""
+        return {
+            path.name.removesuffix(".h5"): self.evaluate([w for w in windows if w.store == s])
+            for s, path in enumerate(self.corpus.paths)
+        }
 
     def _markov(self, windows: list[Piece]) -> MarkovResult | None:
         e = self.config.eval
@@ -528,3 +539,16 @@ def run_pretraining(
         raise
     finally:
         dist.shutdown(ctx)
+
+
+Evaluation = tuple[float, float, int]  # (mean NLL in nats, bits per base, scored bases)
+
+
+def pool_evaluations(parts: list[Evaluation | None]) -> Evaluation | None:
+    """One (mean NLL, bits per base, scored bases) from several, weighted by scored bases."""
+    known = [part for part in parts if part is not None and part[2] > 0]
+    count = sum(part[2] for part in known)
+    if not count:
+        return None
+    loss = sum(part[0] * part[2] for part in known) / count
+    return loss, loss / math.log(2), count

@@ -66,29 +66,36 @@ def principal_components(embeddings: np.ndarray, k: int = 2) -> tuple[np.ndarray
     return scores, ratio
 
 
-def embedding_map(embeddings: np.ndarray, positions: np.ndarray, title: str) -> Figure:
-    """PCA of window embeddings coloured by genome position, and PC1/PC2 along the genome.
+def embedding_map(
+    embeddings: np.ndarray,
+    contigs: np.ndarray,
+    midpoints: np.ndarray,
+    gc: np.ndarray | None,
+    title: str,
+) -> Figure:
+    """PCA of window embeddings coloured by GC content (by position without it), and PC1 along
+    each contig (the largest six, by window count).
 
-    embeddings: [N, D]; positions: [N] window midpoints in bases.
+    embeddings: [N, D]; contigs: [N] names; midpoints: [N] window midpoints in bases.
     """
     scores, ratio = principal_components(embeddings)
-    kbp = np.asarray(positions, dtype=np.float64) / 1000.0
     figure = Figure(figsize=(10, 3.8))
     scatter_axes, track_axes = figure.subplots(1, 2)
-    points = scatter_axes.scatter(scores[:, 0], scores[:, 1], c=kbp, cmap="viridis", s=12)
-    figure.colorbar(points, ax=scatter_axes, label="window midpoint (kbp)")
+    colour, colour_label = (gc, "GC content") if gc is not None else (midpoints, "position (bases)")
+    points = scatter_axes.scatter(scores[:, 0], scores[:, 1], c=colour, cmap="viridis", s=12)
+    figure.colorbar(points, ax=scatter_axes, label=colour_label)
     scatter_axes.set(
         xlabel=f"PC1 ({ratio[0]:.0%} of variance)",
         ylabel=f"PC2 ({ratio[1]:.0%} of variance)",
         title=f"Window embeddings: {title}",
     )
-    order = np.argsort(kbp, kind="stable")
-    track_axes.plot(kbp[order], scores[order, 0], label="PC1")
-    track_axes.plot(kbp[order], scores[order, 1], label="PC2")
-    track_axes.set(
-        xlabel="position (kbp)", ylabel="score", title="Principal components along the genome"
-    )
-    track_axes.legend()
+    names, counts = np.unique(contigs, return_counts=True)
+    for name in names[np.argsort(-counts, kind="stable")][:6]:
+        rows = np.flatnonzero(contigs == name)
+        rows = rows[np.argsort(midpoints[rows], kind="stable")]
+        track_axes.plot(midpoints[rows] / 1000.0, scores[rows, 0], label=name)
+    track_axes.set(xlabel="position in contig (kbp)", ylabel="PC1", title="PC1 along each contig")
+    track_axes.legend(fontsize="small")
     figure.tight_layout()
     return figure
 
@@ -154,3 +161,71 @@ def variant_figure(llr: np.ndarray, frequency: np.ndarray | None, title: str) ->
                     title="Score against allele frequency")  # fmt: skip
     figure.tight_layout()
     return figure
+
+
+def classification_figure(
+    history: Sequence[dict],
+    labels: np.ndarray | None,
+    probabilities: np.ndarray | None,
+    label_names: Sequence[str],
+) -> Figure:
+    """A fine-tuning run: dev MCC and ROC-AUC against step, and on the test set (when given:
+    label ids [N], probabilities [N, K]) ROC and precision-recall curves (the positive class,
+    or each class against the rest for K > 2) and the confusion matrix of arg-max predictions."""
+    panels = 4 if labels is not None else 1
+    figure = Figure(figsize=(3.6 * panels, 3.4))
+    axes = np.atleast_1d(figure.subplots(1, panels))
+    _dev_curve(axes[0], history)
+    if labels is not None:
+        _roc_and_pr(axes[1], axes[2], labels, probabilities, label_names)
+        _confusion(axes[3], labels, probabilities, label_names)
+    figure.tight_layout()
+    return figure
+
+
+def _dev_curve(axes, history: Sequence[dict]) -> None:
+    steps = [record["step"] for record in history]
+    for key, label in (("mcc", "dev MCC"), ("auroc", "dev ROC-AUC")):
+        values = [record["dev"].get(key) for record in history]
+        points = [(s, v) for s, v in zip(steps, values, strict=True) if v is not None]
+        if points:
+            axes.plot(*zip(*points, strict=True), marker="o", label=label)
+    axes.set(xlabel="training step", ylabel="score", title="Dev set during training")
+    axes.grid(alpha=0.3)
+    if axes.lines:
+        axes.legend()
+
+
+def _roc_and_pr(roc_axes, pr_axes, labels, probabilities, label_names) -> None:
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    classes = [1] if probabilities.shape[1] == 2 else range(probabilities.shape[1])
+    for k in classes:
+        truth = labels == k
+        if truth.all() or not truth.any():
+            continue  # a curve needs both outcomes
+        name = label_names[k] if k < len(label_names) else str(k)
+        fpr, tpr, _ = roc_curve(truth, probabilities[:, k])
+        roc_axes.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+        precision, recall, _ = precision_recall_curve(truth, probabilities[:, k])
+        pr_axes.plot(recall, precision, label=f"{name} (base rate {truth.mean():.2f})")
+    roc_axes.plot([0, 1], [0, 1], color="grey", linestyle="--")
+    roc_axes.set(xlabel="false positive rate", ylabel="true positive rate", title="Test ROC")
+    pr_axes.set(xlabel="recall", ylabel="precision", title="Test precision-recall", ylim=(0, 1.02))
+    for axes in (roc_axes, pr_axes):
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize="small")
+
+
+def _confusion(axes, labels, probabilities, label_names) -> None:
+    k = probabilities.shape[1]
+    counts = np.zeros((k, k), dtype=np.int64)
+    np.add.at(counts, (labels, probabilities.argmax(axis=1)), 1)
+    axes.imshow(counts, cmap="Blues")
+    low, span = counts.min(), max(counts.max() - counts.min(), 1)
+    for (i, j), n in np.ndenumerate(counts):
+        color = "white" if (n - low) / span > 0.5 else "black"  # dark cells get light text
+        axes.text(j, i, f"{n:,}", ha="center", va="center", color=color)
+    names = [label_names[i] if i < len(label_names) else str(i) for i in range(k)]
+    axes.set(xticks=range(k), yticks=range(k), xticklabels=names, yticklabels=names,
+             xlabel="predicted", ylabel="true label", title="Test confusion matrix")  # fmt: skip

@@ -14,7 +14,6 @@ import html
 import json
 import math
 import platform
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -25,33 +24,18 @@ from pipeline import __version__
 from pipeline.atomic import atomic_file, check_output_parent
 from pipeline.errors import PipelineError, input_error
 from pipeline.manifest import sha256_file
+from pipeline.report.embeddings import embedding_section
 from pipeline.report.figures import (
     LONG_CONTEXT_LABELS,
-    embedding_map,
     figure_png,
     long_context_figure,
     pretraining_curves,
     variant_figure,
 )
+from pipeline.report.finetune import finetune_section
+from pipeline.report.markup import fmt, key_value_table, metrics_table, page, read_json
+from pipeline.report.runinfo import run_information_section
 
-# Test-set MCC and ROC-AUC of a 3-6-mer count + logistic regression baseline (scikit-learn,
-# C=0.1), measured on the exact splits of the shared GUE tasks (data/README.md).
-KMER_BASELINE = {
-    "prom_core_all": (0.562, 0.860),
-    "prom_300_tata": (0.393, 0.749),
-    "tf_0": (0.627, 0.884),
-    "tf_1": (0.665, 0.920),
-    "mouse_0": (0.546, 0.848),
-}
-# Test MCC of fine-tuned DNABERT-2 (117M) as published in Zhou et al., "DNABERT-2: Efficient
-# Foundation Model and Benchmark for Multi-Species Genome", ICLR 2024, GUE results table.
-DNABERT2_MCC = {
-    "prom_core_all": 0.6937,
-    "prom_300_tata": 0.7159,
-    "tf_0": 0.7199,
-    "tf_1": 0.7606,
-    "mouse_0": 0.5676,
-}
 # Readable names of the fields of pretrain's summary.json.
 SUMMARY_LABELS = {
     "steps": "optimizer steps",
@@ -79,10 +63,12 @@ class ReportInputs:
 
     pretrain: Path | None = None
     finetune: list[Path] = field(default_factory=list)
+    probes: list[Path] = field(default_factory=list)
     embeddings: list[Path] = field(default_factory=list)
     long_context: Path | None = None
     variants: list[Path] = field(default_factory=list)
     config: Path | None = None
+    benchmarks: Path | None = None
     inputs: list[Path] = field(default_factory=list)
     title: str = "titans-dna run report"
 
@@ -93,13 +79,14 @@ def write_report(spec: ReportInputs, out: str | Path) -> None:
     _check_inputs(spec)
     sections = [
         _pretrain_section(spec.pretrain) if spec.pretrain else "",
-        _finetune_section(spec.finetune) if spec.finetune else "",
-        "".join(_embedding_section(path) for path in spec.embeddings),
+        finetune_section(spec.finetune, spec.probes) if spec.finetune else "",
+        "".join(embedding_section(path) for path in spec.embeddings),
         _long_context_section(spec.long_context) if spec.long_context else "",
         "".join(_variant_section(path) for path in spec.variants),
+        run_information_section(spec.benchmarks),
         _provenance_section(spec),
     ]
-    document = _page(spec.title, "".join(sections))
+    document = page(spec.title, "".join(sections))
     with atomic_file(out) as tmp:
         tmp.write_text(document, encoding="utf-8")
 
@@ -116,7 +103,7 @@ def _check_inputs(spec: ReportInputs) -> None:
     for folder in spec.finetune:
         _require(folder / "metrics.json", "missing (expected the output of titans-dna finetune)")
     optional = [p for p in (spec.config, spec.long_context) if p is not None]
-    for path in [*spec.embeddings, *spec.variants, *spec.inputs, *optional]:
+    for path in [*spec.embeddings, *spec.probes, *spec.variants, *spec.inputs, *optional]:
         _require(path, "no such file")
 
 
@@ -164,7 +151,7 @@ def _number(value: object) -> float | None:
 
 def _pretrain_section(folder: Path) -> str:
     rows = read_metrics(metrics_file(folder))
-    summary = _read_json(folder / "summary.json") if (folder / "summary.json").is_file() else {}
+    summary = read_json(folder / "summary.json") if (folder / "summary.json").is_file() else {}
     markov = summary.get("markov") if isinstance(summary.get("markov"), dict) else {}
     baselines = {}
     if isinstance(markov.get("bits_per_base"), int | float):
@@ -172,124 +159,38 @@ def _pretrain_section(folder: Path) -> str:
     image = figure_png(pretraining_curves(rows, baselines))
     facts = {"output folder": str(folder), "last logged step": f"{rows[-1]['step']:.0f}"}
     facts.update(
-        {SUMMARY_LABELS.get(key, key.replace("_", " ")): _fmt(value)
+        {SUMMARY_LABELS.get(key, key.replace("_", " ")): fmt(value)
          for key, value in summary.items() if not isinstance(value, dict)}
     )  # fmt: skip
-    facts.update({f"{label} baseline bits/base": _fmt(bits) for label, bits in baselines.items()})
-    return (
-        "<h2>Pretraining</h2>"
-        f'<img alt="pretraining curves" src="data:image/png;base64,{image}">'
-        + _key_value_table(facts)
-    )
+    facts.update({f"{label} baseline bits/base": fmt(bits) for label, bits in baselines.items()})
+    by_genome = summary.get("val_bits_per_base_by_genome") or {}
+    by_order = markov.get("bits_per_order") or {}
+    parts = [
+        "<h2>Pretraining</h2>",
+        f'<img alt="pretraining curves" src="data:image/png;base64,{image}">',
+        key_value_table(facts),
+    ]
+    if by_genome:
+        parts.append("<h3>Held-out bits per base by genome</h3>")
+        parts.append(key_value_table({name: fmt(bits) for name, bits in by_genome.items()}))
+    if by_order:
+        parts.append("<h3>Markov baseline by order</h3>")
+        parts.append(metrics_table(_markov_rows(by_order, markov.get("best_order"))))
+    return "".join(parts)
 
 
-# ---------------------------------------------------------------- fine-tuning
-
-
-def finetune_rows(folders: Iterable[Path]) -> list[dict]:
-    """One row per task folder: its test (and dev) metrics beside the reference numbers."""
+def _markov_rows(by_order: dict, best: object) -> list[dict]:
     rows = []
-    for folder in folders:
-        metrics = _read_json(folder / "metrics.json")
-        test, dev = metrics.get("test") or {}, metrics.get("dev") or {}
-        kmer_mcc, kmer_auroc = KMER_BASELINE.get(folder.name, (None, None))
-        rows.append(
-            {
-                "task": folder.name,
-                "test MCC": test.get("mcc"),
-                "test AUROC": test.get("auroc"),
-                "test accuracy": test.get("accuracy"),
-                "test F1": test.get("f1"),
-                "dev MCC": dev.get("mcc"),
-                "k-mer LR MCC": kmer_mcc,
-                "k-mer LR AUROC": kmer_auroc,
-                "DNABERT-2 MCC": DNABERT2_MCC.get(folder.name),
-                "train examples": metrics.get("train_examples"),
-                "wall s": metrics.get("wall_seconds"),
-            }
-        )
+    for k, bits in sorted(by_order.items(), key=lambda item: int(item[0])):
+        rows.append({"order k": int(k), "held-out bits/base": bits, "best": str(k) == str(best)})
     return rows
-
-
-def _finetune_section(folders: Sequence[Path]) -> str:
-    rows = finetune_rows(folders)
-    columns = list(rows[0])
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(row[c]))}</td>" for c in columns) + "</tr>"
-        for row in rows
-    )
-    return (
-        "<h2>Fine-tuning</h2>"
-        f'<table class="metrics"><tr>{head}</tr>{body}</table>'
-        "<p class=note>MCC: Matthews correlation coefficient on the test split. k-mer LR: 3-6-mer "
-        "counts + logistic regression (C=0.1), measured on the same splits. DNABERT-2: fine-tuned "
-        "117M model as published (Zhou et al., ICLR 2024). A dash means not available.</p>"
-    )
-
-
-# ---------------------------------------------------------------- embeddings
-
-
-def read_window_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(embeddings [N, D], window midpoints [N], root attributes) from an embeddings HDF5.
-
-    Midpoints come from the /windows table (start, end); without it, the row index.
-    """
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            embeddings = np.asarray(handle["embeddings"][()], dtype=np.float32)
-            positions = _window_midpoints(handle, embeddings.shape[0])
-            attrs = {key: _attr(value) for key, value in handle.attrs.items()}
-    except (OSError, KeyError) as error:
-        raise input_error(path, f"not a readable embeddings file ({error})") from None
-    if embeddings.ndim != 2 or embeddings.shape[0] == 0:
-        raise input_error(path, f"/embeddings has shape {embeddings.shape}, expected [N>0, D]")
-    return embeddings, positions, attrs
-
-
-def _window_midpoints(handle, n: int) -> np.ndarray:
-    if "windows" not in handle:
-        return np.arange(n, dtype=np.float64)
-    windows = handle["windows"]
-    if hasattr(windows, "keys"):  # a group of column datasets
-        start, end = windows["start"][()], windows["end"][()]
-    else:  # one compound dataset
-        table = windows[()]
-        start, end = table["start"], table["end"]
-    return (np.asarray(start, dtype=np.float64) + np.asarray(end, dtype=np.float64)) / 2
-
-
-def _attr(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray):
-        return json.dumps(value.tolist())
-    return str(value)
-
-
-def _embedding_section(path: Path) -> str:
-    embeddings, positions, attrs = read_window_embeddings(path)
-    image = figure_png(embedding_map(embeddings, positions, path.stem))
-    facts = {
-        "file": str(path),
-        "windows": str(embeddings.shape[0]),
-        "dimension": str(embeddings.shape[1]),
-    }
-    facts.update({k: v for k, v in attrs.items() if k != "model_config" and len(v) < 200})
-    return (
-        f"<h2>Embeddings: {html.escape(path.name)}</h2>"
-        f'<img alt="embedding PCA" src="data:image/png;base64,{image}">' + _key_value_table(facts)
-    )
 
 
 # ---------------------------------------------------------------- long context
 
 
 def _long_context_section(path: Path) -> str:
-    result = _read_json(path)
+    result = read_json(path)
     if not all(isinstance(result.get(key), dict) for key in ("curve", "recall", "repeats")):
         raise input_error(path, "not the output of titans-dna long-context")
     image = figure_png(long_context_figure(result))
@@ -298,21 +199,21 @@ def _long_context_section(path: Path) -> str:
         repeats = result["repeats"].get(key)
         if repeats:
             rows.append(
-                f"<tr><td>{html.escape(label)}</td><td>{_fmt(repeats['bits_at_repeats'])}</td>"
-                f"<td>{_fmt(repeats['bits_overall'])}</td><td>{_fmt(repeats['repeat_bases'])}"
+                f"<tr><td>{html.escape(label)}</td><td>{fmt(repeats['bits_at_repeats'])}</td>"
+                f"<td>{fmt(repeats['bits_overall'])}</td><td>{fmt(repeats['repeat_bases'])}"
                 "</td></tr>"
             )
     settings = result.get("settings", {})
     return (
         "<h2>Long context</h2>"
         f"<p>Held-out part of <code>{html.escape(str(result.get('input', '')))}</code> "
-        f"({_fmt(result.get('held_out_bases'))} bases). The memory-off ablation resets the "
-        f"memory every {_fmt(settings.get('reset_every'))} bases.</p>"
+        f"({fmt(result.get('held_out_bases'))} bases). The memory-off ablation resets the "
+        f"memory every {fmt(settings.get('reset_every'))} bases.</p>"
         f'<img alt="context curve and planted-repeat recall" src="data:image/png;base64,{image}">'
         "<h3>Natural repeats</h3>"
         '<table class="metrics"><tr><th>model</th><th>bits/base at distant repeats</th>'
         f"<th>bits/base overall</th><th>repeat bases</th></tr>{''.join(rows)}</table>"
-        f"<p class=note>Distant repeats: bases whose preceding {_fmt(settings.get('repeat_k'))} "
+        f"<p class=note>Distant repeats: bases whose preceding {fmt(settings.get('repeat_k'))} "
         "bases occurred earlier in the window, more than the reset interval back.</p>"
     )
 
@@ -362,7 +263,7 @@ def _variant_section(path: Path) -> str:
     return (
         f"<h2>Variant scores: {html.escape(path.name)}</h2>"
         f'<img alt="variant scores" src="data:image/png;base64,{image}">'
-        + _key_value_table(facts)
+        + key_value_table(facts)
         + "<p class=note>Score: log-likelihood of the alternative haplotype minus that of the "
         "reference over the alleles and the window after them, mean of both strands.</p>"
     )
@@ -398,58 +299,8 @@ def _provenance_section(spec: ReportInputs) -> str:
         f"<p>Written {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} by titans-dna "
         f"{html.escape(__version__)}.</p>"
         "<h3>Package versions</h3>"
-        + _key_value_table(package_versions())
+        + key_value_table(package_versions())
         + "<h3>sha256 of inputs and checkpoint</h3>"
-        + (_key_value_table(checksums, code=True) if checksums else "<p>none given</p>")
+        + (key_value_table(checksums, code=True) if checksums else "<p>none given</p>")
         + f"<h3>Configuration</h3><pre>{html.escape(config)}</pre>"
-    )
-
-
-# ---------------------------------------------------------------- HTML helpers
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise input_error(path, f"not readable JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise input_error(path, "expected a JSON object")
-    return data
-
-
-def _fmt(value: object, pattern: str = "{:.3f}") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, int) or abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return pattern.format(value)
-
-
-def _key_value_table(facts: dict[str, str], code: bool = False) -> str:
-    wrap = (lambda s: f"<code>{s}</code>") if code else (lambda s: s)
-    rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{wrap(html.escape(str(v)))}</td></tr>"
-        for k, v in facts.items()
-    )
-    return f'<table class="facts">{rows}</table>'
-
-
-STYLE = """
-body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#222}
-h1{border-bottom:2px solid #444}h2{margin-top:2.5rem;border-bottom:1px solid #bbb}
-table{border-collapse:collapse;margin:.8rem 0}th,td{border:1px solid #ccc;padding:.25rem .6rem}
-table.metrics td{text-align:right}table.metrics td:first-child{text-align:left}
-table.facts th{text-align:left;background:#f4f4f4}img{max-width:100%}
-pre{background:#f6f6f6;padding:.8rem;overflow-x:auto}.note{color:#555;font-size:.9rem}
-"""
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
     )

@@ -59,8 +59,11 @@ def test_whole_genome_layout_and_provenance(
     out = tmp_path / "phage.h5"
     assert embed(lambda_phage, lm_checkpoint, out) == 0
     with h5py.File(out, "r") as f:
-        assert set(f) == {"ids", "embeddings", "lengths", "sequence_digests"}
+        assert set(f) == {"ids", "embeddings", "lengths", "sequence_digests", "gc_content"}
         assert [x.decode() for x in f["ids"][:]] == [PHAGE_ID]
+        upper = phage_sequence.upper()
+        gc = (upper.count("G") + upper.count("C")) / sum(map(upper.count, "ACGT"))
+        assert f["gc_content"][0] == pytest.approx(gc, rel=1e-6)
         assert f["embeddings"].shape == (1, 32) and f["embeddings"].dtype == np.float32
         assert f["lengths"][:].tolist() == [len(phage_sequence)] and f["lengths"].dtype == np.int64
         assert set(f.attrs) >= ROOT_ATTRS

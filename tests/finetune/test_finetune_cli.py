@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -80,6 +81,31 @@ def test_from_pretrained_then_predict(gue_slice, tiny_lm_checkpoint: Path, tmp_p
     # The written probabilities reproduce the test accuracy recorded in metrics.json.
     accuracy = np.mean([r["predicted"] == r["label"] for r in rows])
     assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
+    # finetune's own test predictions: the same probabilities, with the true labels
+    with open(out / "test_predictions.csv", newline="") as handle:
+        written = list(csv.DictReader(handle))
+    assert list(written[0]) == ["id", "label", "p_0", "p_1"]
+    assert [r["id"] for r in written] == [r["id"] for r in rows]
+    assert [r["label"] for r in written] == [r["label"] for r in rows]
+    own = np.array([[float(r["p_0"]), float(r["p_1"])] for r in written])
+    np.testing.assert_allclose(own, probs, atol=1e-5)
+
+
+def test_metrics_identify_the_task_and_the_backbone(
+    gue_slice, tiny_lm_checkpoint: Path, tmp_path: Path
+) -> None:
+    task = gue_slice("prom_core_all", train=64, dev=16, test=16)
+    out = tmp_path / "run"
+    assert finetune(task, out, str(tiny_lm_checkpoint)) == 0
+    metrics = metrics_of(out)
+    for split in ("train", "dev", "test"):
+        recorded = metrics["task_files"][split]
+        path = task / recorded["file"]
+        assert recorded["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest(), split
+    weights = tiny_lm_checkpoint / "model.safetensors"
+    if not weights.is_file():
+        weights = tiny_lm_checkpoint / "model" / "model.safetensors"
+    assert metrics["checkpoint_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
 def test_frozen_backbone_keeps_the_lm_weights(

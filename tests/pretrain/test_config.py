@@ -123,5 +123,5 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["tiny_cpu", "small_gpu", "base_gpu"])
 def test_shipped_configs_are_valid(name: str) -> None:
-    config = load_config(REPO / "workflows" / "config" / "pretrain" / f"{name}.yaml")
+    config = load_config(REPO / "config" / "pretrain" / f"{name}.yaml")
     assert config.model.preset == name.split("_")[0]

@@ -13,7 +13,7 @@ import yaml
 from pipeline.cli import main
 from pipeline.errors import PipelineError
 from pipeline.pretrain.config import load_config
-from pipeline.pretrain.loop import run_pretraining
+from pipeline.pretrain.loop import pool_evaluations, run_pretraining
 from pipeline.pretrain.metrics import COLUMNS
 from titans_dna.models.lm import TitansLM
 from titans_dna.tokenizer import DNATokenizer
@@ -66,6 +66,16 @@ def test_summary(finished: Path) -> None:
     assert summary["beats_markov"] == (
         summary["val_bits_per_base"] < summary["markov"]["bits_per_base"]
     )
+    # one genome: its own held-out bits/base are the run's
+    by_genome = summary["val_bits_per_base_by_genome"]
+    assert by_genome == {"lambda": pytest.approx(summary["val_bits_per_base"], rel=1e-12)}
+
+
+def test_held_out_parts_pool_by_scored_bases() -> None:
+    loss, bits, count = pool_evaluations([(1.0, 1.0 / math.log(2), 100), None, (2.0, 0.0, 300)])
+    assert count == 400 and loss == pytest.approx(1.75)
+    assert bits == pytest.approx(1.75 / math.log(2))
+    assert pool_evaluations([None]) is None
 
 
 def test_grad_accumulation_and_checkpointing_match_plain_steps(

@@ -15,7 +15,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-DEFAULT_CONFIG = REPO / "workflows" / "config" / "config.yaml"
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 SHARED_PREFIX = "../shared/data/"
 
 
@@ -87,10 +88,14 @@ def write_config(workdir: Path, config: dict) -> Path:
 
 
 def snakemake(
-    workdir: Path, *args: str, config: Path | None = None, timeout: float = 120
+    workdir: Path,
+    *args: str,
+    config: Path | None = None,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run the repository's Snakefile in `workdir` (outputs stay there); output in .stdout."""
-    command = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "-d", str(workdir)]
+    command = [str(BIN / "snakemake"), "--snakefile", str(SNAKEFILE), "-d", str(workdir)]
     if config is not None:
         command += ["--configfile", str(config), "--replace-workflow-config"]
     return subprocess.run(
@@ -100,4 +105,5 @@ def snakemake(
         text=True,
         timeout=timeout,
         check=False,
+        env=env,
     )

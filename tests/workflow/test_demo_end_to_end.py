@@ -1,7 +1,7 @@
-"""The demo workflow end to end on the CPU, interrupted once: Snakemake and its jobs are killed
-(SIGKILL, as in a crash) once pretraining has written a checkpoint; the rerun with
---rerun-incomplete must reuse every finished step, resume pretraining from that checkpoint and
-produce every output of the demo."""
+"""The demo workflow end to end on the CPU, run as a user runs it (`snakemake --cores 2`, the
+default profile), interrupted once: Snakemake and its jobs are killed (SIGKILL, as in a crash)
+once pretraining has written a checkpoint; the same command again must reuse every finished
+step, resume pretraining from that checkpoint and produce every output of the demo."""
 
 from __future__ import annotations
 
@@ -17,19 +17,17 @@ from pathlib import Path
 import h5py
 import pytest
 
-from .conftest import BIN, REPO, demo_config, snakemake, write_config
+from .conftest import BIN, SNAKEFILE, demo_config, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
-LOCAL_PROFILE = str(REPO / "workflows" / "profiles" / "local")
 METRIC_KEYS = {"mcc", "accuracy", "f1", "auroc"}
 PHAGE_BASES = 48502
 
 
 def _start(workdir: Path, config: Path) -> subprocess.Popen:
-    command = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "-d", str(workdir)]
+    command = [str(BIN / "snakemake"), "--snakefile", str(SNAKEFILE), "-d", str(workdir)]
     command += ["--configfile", str(config), "--replace-workflow-config", "--cores", "2"]
-    command += ["--workflow-profile", LOCAL_PROFILE]
     log = open(workdir / "first-run.log", "w")  # noqa: SIM115 - closed when the run is killed
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -51,7 +49,8 @@ def _executed_rules(output: str) -> set[str]:
 
 def test_demo_interrupted_then_resumed(shared_data: Path, tmp_path: Path):
     demo = demo_config(shared_data)
-    demo["pretrain"]["set"]["checkpoint.every"] = 2  # an early checkpoint: interrupt sooner
+    # an early checkpoint: interrupt sooner
+    demo["pretrain"]["options"]["set"]["checkpoint.every"] = 2
     config = write_config(tmp_path, demo)
     results = tmp_path / "results" / "demo"
     first = _start(tmp_path, config)
@@ -67,8 +66,7 @@ def test_demo_interrupted_then_resumed(shared_data: Path, tmp_path: Path):
     assert not (results / "pretrain" / "model").exists()
 
     assert snakemake(tmp_path, "--unlock", config=config).returncode == 0
-    args = ["--cores", "2", "--workflow-profile", LOCAL_PROFILE, "--rerun-incomplete"]
-    second = snakemake(tmp_path, *args, config=config, timeout=1200)
+    second = snakemake(tmp_path, "--cores", "2", config=config, timeout=1200)
     assert second.returncode == 0, second.stdout[-5000:]
 
     # Finished steps were reused: no genome fetch or tokenize job ran again, the stores are
@@ -76,6 +74,7 @@ def test_demo_interrupted_then_resumed(shared_data: Path, tmp_path: Path):
     downstream = {
         "pretrain",
         "finetune",
+        "evaluate",
         "embed",
         "long_context",
         "score_variants",

@@ -8,10 +8,15 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import REPO, demo_config, snakemake, write_config
 
-CONDA_LINT = "Specify a conda environment or container for each rule."
+PROFILES = {
+    "default": REPO / "workflow" / "profiles" / "default" / "config.yaml",
+    "slurm_jobs": REPO / "workflow" / "profiles" / "slurm" / "config.yaml",
+    "slurm_cluster": REPO / "profiles" / "slurm" / "config.yaml",
+}
 
 
 @pytest.fixture
@@ -24,45 +29,101 @@ def _planned_jobs(output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
-def test_lint_reports_only_the_software_deployment_hint():
-    # The rules all call one installed package (the project's environment), so per-rule conda
-    # environments or containers would only duplicate it: that one hint is expected.
+def _rule_block(output: str, rule: str) -> str:
+    """The dry-run paragraph of the first job of `rule` (its resources and shell command)."""
+    start = output.index(f"rule {rule}:")
+    return output[start : output.index("\n\n", start)]
+
+
+def test_lint_finds_nothing():
     result = snakemake(REPO, "--lint")
-    findings = re.findall(r"^    \* (.+?):?$", result.stdout, re.M)
-    assert findings, result.stdout
-    assert set(findings) == {CONDA_LINT}, findings
+    assert result.returncode == 0, result.stdout
+    assert "Lints for" not in result.stdout, result.stdout
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout
 
 
-def test_dry_run_of_the_default_configuration():
+def test_bare_run_uses_the_default_profile():
+    # `snakemake --cores 2` (no profile named) behaves like `make demo`: the default workflow
+    # profile is found beside the Snakefile; its printshellcmds shows here without -p.
     # --forceall: plan every job whatever a previous `make demo` left in the repository
     result = snakemake(REPO, "-n", "--forceall", "--cores", "2")
     assert result.returncode == 0, result.stdout
-    jobs = _planned_jobs(result.stdout)
-    assert jobs == {
+    assert f"workflow specific profile {REPO}/workflow/profiles/default " in result.stdout
+    assert "Shell command: titans-dna tokenize" in result.stdout
+    assert yaml.safe_load(PROFILES["default"].read_text())["rerun-incomplete"] is True
+    assert _planned_jobs(result.stdout) == {
         "fetch_genome": 6,
         "fetch_task_file": 6,
         "fetch_vcf": 1,
         "tokenize": 4,
         "pretrain": 1,
         "finetune": 2,
+        "evaluate": 2,
         "embed": 1,
         "long_context": 1,
         "score_variants": 1,
+        "run_config": 1,
         "report": 1,
         "all": 1,
-        "total": 25,
+        "total": 28,
     }
 
 
-def test_dry_run_with_the_slurm_profile(config: dict, tmp_path: Path):
-    args = ["--executor", "slurm", "--workflow-profile", str(REPO / "workflows/profiles/slurm")]
-    result = snakemake(tmp_path, *args, "-n", "-p", config=write_config(tmp_path, config))
+def test_options_are_written_one_way_for_every_stage():
+    result = snakemake(REPO, "-n", "--forceall", "--cores", "2")
     assert result.returncode == 0, result.stdout
-    text = result.stdout
-    assert "torchrun --standalone --nproc_per_node 4 -m pipeline.cli pretrain" in text
-    assert re.search(r"rule finetune:.*?gpu=1.*?--device cuda", text, re.S)
-    assert re.search(r"rule score_variants:.*?gpu=1.*?score-variants .*?--device cuda", text, re.S)
+    pretrain = _rule_block(result.stdout, "pretrain")
+    assert "--set train.max_minutes=3 --set train.batch_size=4" in pretrain
+    assert "--max-minutes 2" in _rule_block(result.stdout, "finetune")
+    assert "--contexts 512 2048 8192" in _rule_block(result.stdout, "long_context")
+    # the report reads the run's configuration from a file, not from its command line
+    report = _rule_block(result.stdout, "report")
+    assert "--config results/demo/config.yaml" in report and "sha256" not in report
+
+
+def _slurm_dry_run(tmp_path: Path, config: dict, *args: str) -> str:
+    profiles = ["--profile", str(REPO / "profiles" / "slurm")]
+    profiles += ["--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm")]
+    result = snakemake(tmp_path, *profiles, "-n", *args, config=write_config(tmp_path, config))
+    assert result.returncode == 0, result.stdout
+    return result.stdout
+
+
+def test_dry_run_with_the_slurm_profiles(config: dict, tmp_path: Path):
+    text = _slurm_dry_run(tmp_path, config)
+    pretrain = _rule_block(text, "pretrain")
+    assert "-m torch.distributed.run --standalone --nproc_per_node 4 -m pipeline.cli" in pretrain
+    for resource in ("gpu=4", "mem_mb=128000", "slurm_account=my_lab"):
+        assert resource in pretrain
+    for rule in ("finetune", "score_variants"):
+        assert re.search(r"gpu=1.*?--device cuda", _rule_block(text, rule), re.S), rule
     assert re.search(r"titans-dna fetch \S+lambda_phage.fa.gz --sha256 08fe", text)
+
+
+def test_a_retried_job_asks_for_more_memory_and_time(config: dict, tmp_path: Path):
+    # retries: 1 in the cluster profile; the second attempt of a job killed for memory or time
+    # must not ask for the same again, both for rule defaults and for the profile's values
+    first, second = (_slurm_dry_run(tmp_path, config, "--attempt", n) for n in ("1", "2"))
+    assert yaml.safe_load(PROFILES["slurm_cluster"].read_text())["retries"] == 1
+    for rule, mem_mb, runtime in (("pretrain", 128000, 1440), ("report", 2000, 30)):
+        for text, attempt in ((first, 1), (second, 2)):
+            resources = re.search(r"resources: (.*)", _rule_block(text, rule))[1].split(", ")
+            assert f"mem_mb={attempt * mem_mb}" in resources, (rule, attempt, resources)
+            assert f"runtime={attempt * runtime}" in resources, (rule, attempt, resources)
+
+
+def test_cluster_profile_leaves_three_values_to_set():
+    cluster = yaml.safe_load(PROFILES["slurm_cluster"].read_text())
+    assert cluster["executor"] == "slurm"
+    assert cluster["default-resources"] == {"slurm_account": "my_lab"}
+    partition_file = REPO / "profiles" / "slurm" / cluster["slurm-partition-config"]
+    partitions = yaml.safe_load(partition_file.read_text())
+    assert set(partitions["partitions"]) == {"cpu", "gpu"}
+    assert partitions["partitions"]["gpu"]["max_gpu"] >= 1
+    jobs = yaml.safe_load(PROFILES["slurm_jobs"].read_text())
+    # cluster facts stay in the cluster profile, job needs in the workflow's
+    assert not {"executor", "slurm-partition-config", "default-resources"} & set(jobs)
+    assert all("slurm_partition" not in need for need in jobs["set-resources"].values())
 
 
 def test_unknown_key_fails_naming_it(config: dict, tmp_path: Path):

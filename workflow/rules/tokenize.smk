@@ -14,9 +14,11 @@ rule tokenize:
         f"{LOGS}/tokenize/{{genome}}.log",
     benchmark:
         f"{BENCHMARKS}/tokenize/{{genome}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=scaled(4000),
+        runtime=scaled(60),
     shell:
         "titans-dna tokenize {input:q} -o {output:q} > {log:q} 2>&1"

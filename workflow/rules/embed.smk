@@ -19,10 +19,12 @@ rule embed:
         f"{LOGS}/embed/{{genome}}.log",
     benchmark:
         f"{BENCHMARKS}/embed/{{genome}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=scaled(4000),
+        runtime=scaled(60),
         gpu=0,
     shell:
         "titans-dna embed {input.genome:q} --checkpoint {input.model:q} -o {output:q}"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # A real SLURM run of the demo workflow on this machine (Debian/Ubuntu, as root): installs
 # slurm-wlm and munge when absent, starts a one-node cluster on localhost (slurmctld + slurmd),
-# runs the demo through the SLURM executor with the cluster profile (CPU overrides: no GPU,
-# small memory), checks every output, and stops the daemons it started, also on failure.
+# runs the demo through SLURM with the shipped profiles (profiles/slurm copied and its three
+# values edited, as a user does; CPU overrides: no GPU, small memory), checks every output, and
+# stops the daemons it started, also on failure.
 # The cluster's slurm.conf lives in the work folder; /etc/slurm/slurm.conf links to it while the
 # test runs, because Snakemake's job steps call srun without SLURM_CONF. A machine that already
 # has its own /etc/slurm/slurm.conf (a real cluster node) is refused.
 #
-#   bash workflows/cluster/slurm-test.sh        (or: make cluster-test)
+#   bash tests/workflow/slurm_cluster.sh        (or: make cluster-test)
 #
 # Environment: SLURM_TEST_DIR (work folder, default a new /tmp folder), SLURM_TEST_CPUS (2),
 # TITANS_DNA_SHARED_DATA (the shared data folder, default ../shared/data beside the checkout).
@@ -114,22 +115,33 @@ start_slurm() {
     fail "node $NODE did not become idle (state: ${state:-none})"
 }
 
+copy_cluster_profile() {
+    # what the README asks of a user: copy the folder, set the account and the two partitions
+    # (no account on this test cluster: empty, so the plugin submits without one)
+    mkdir -p "$WORK/profile"
+    cp "$REPO"/profiles/slurm/* "$WORK/profile/"
+    sed -i 's/slurm_account: "my_lab"/slurm_account: ""/' "$WORK/profile/config.yaml"
+    sed -i -e 's/^  cpu:/  debug:/' -e 's/^  gpu:/  debug_gpu:/' "$WORK/profile/partitions.yaml"
+}
+
 run_workflow() {
     # the demo configuration, with its relative paths made absolute for the work folder
-    sed -e "s#\.\./shared/data/#$SHARED/#" -e "s#config: workflows/#config: $REPO/workflows/#" \
-        "$REPO/workflows/config/config.yaml" >"$WORK/config.yaml"
+    sed -e "s#\.\./shared/data/#$SHARED/#" -e "s#config: config/#config: $REPO/config/#" \
+        "$REPO/config/config.yaml" >"$WORK/config.yaml"
+    copy_cluster_profile
     mkdir -p "$WORK/run"
     say "running the demo workflow through SLURM in $WORK/run"
-    timeout "$WORKFLOW_TIMEOUT" "$BIN/snakemake" --snakefile "$REPO/Snakefile" --directory "$WORK/run" \
-        --configfile "$WORK/config.yaml" --replace-workflow-config \
-        --executor slurm --workflow-profile "$REPO/workflows/profiles/slurm" \
-        --slurm-no-account --slurm-status-command squeue \
-        --slurm-init-seconds-before-status-checks 5 \
+    timeout "$WORKFLOW_TIMEOUT" "$BIN/snakemake" --snakefile "$REPO/workflow/Snakefile" \
+        --directory "$WORK/run" --configfile "$WORK/config.yaml" --replace-workflow-config \
+        --profile "$WORK/profile" --workflow-profile "$REPO/workflow/profiles/slurm" \
+        --slurm-status-command squeue --slurm-init-seconds-before-status-checks 5 \
         --seconds-between-status-checks 5 --jobs 4 --retries 0 \
-        --default-resources mem_mb=1500 runtime=60 slurm_partition=debug \
-        --set-threads tokenize=1 pretrain="$CPUS" finetune=1 embed=1 \
-        --set-resources pretrain:gpu=0 pretrain:mem_mb=4000 finetune:gpu=0 \
-        finetune:mem_mb=3000 embed:gpu=0 embed:mem_mb=3000 2>&1 | tee "$WORK/snakemake.out"
+        --set-threads tokenize=1 pretrain="$CPUS" finetune=1 evaluate=1 embed=1 \
+        score_variants=1 long_context=1 \
+        --set-resources tokenize:mem_mb=1500 pretrain:gpu=0 pretrain:mem_mb=4000 finetune:gpu=0 \
+        finetune:mem_mb=3000 evaluate:gpu=0 evaluate:mem_mb=3000 embed:gpu=0 embed:mem_mb=3000 score_variants:gpu=0 \
+        score_variants:mem_mb=3000 long_context:gpu=0 long_context:mem_mb=3000 \
+        2>&1 | tee "$WORK/snakemake.out"
 }
 
 check_outputs() {
@@ -157,8 +169,12 @@ assert report.count("data:image/png;base64,") >= 2 and "mouse_0" in report
 print("report:", results / "report.html", len(report), "bytes")
 EOF
     jobs=$(grep -c "has been submitted with SLURM jobid" "$WORK/snakemake.out" || true)
-    say "SLURM jobs submitted: $jobs (tokenize 4, pretrain, finetune 2, embed, report)"
-    [ "$jobs" -eq 9 ] || fail "expected 9 SLURM jobs, saw $jobs"
+    say "SLURM jobs submitted: $jobs (tokenize 4, pretrain, finetune 2, evaluate 2, embed," \
+        "long_context, score_variants, report)"
+    [ "$jobs" -eq 13 ] || fail "expected 13 SLURM jobs, saw $jobs"
+    # every job went to the partition the copied partitions.yaml names for CPU jobs
+    placed=$(grep -c "Auto-selected partition 'debug'" "$WORK/snakemake.out" || true)
+    [ "$placed" -eq "$jobs" ] || fail "$placed of $jobs jobs were placed by partitions.yaml"
 }
 
 install_slurm

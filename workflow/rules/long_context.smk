@@ -18,10 +18,12 @@ rule long_context:
         f"{LOGS}/long_context.log",
     benchmark:
         f"{BENCHMARKS}/long_context.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=scaled(4000),
+        runtime=scaled(60),
         gpu=0,
     shell:
         "titans-dna long-context {input.genome:q} --checkpoint {input.model:q} -o {output:q}"

@@ -22,10 +22,12 @@ rule fetch_genome:
         f"{LOGS}/fetch/genomes/{{filename}}.log",
     benchmark:
         f"{BENCHMARKS}/fetch/genomes/{{filename}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=60,
+        mem_mb=scaled(500),
+        runtime=scaled(60),
     shell:
         "titans-dna fetch {params.args} -o {output:q} > {log:q} 2>&1"
 
@@ -44,9 +46,11 @@ rule fetch_task_file:
         f"{LOGS}/fetch/tasks/{{task}}/{{filename}}.log",
     benchmark:
         f"{BENCHMARKS}/fetch/tasks/{{task}}/{{filename}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=60,
+        mem_mb=scaled(500),
+        runtime=scaled(60),
     shell:
         "titans-dna fetch {params.args} -o {output:q} > {log:q} 2>&1"

@@ -18,10 +18,12 @@ rule finetune:
         f"{LOGS}/finetune/{{task}}.log",
     benchmark:
         f"{BENCHMARKS}/finetune/{{task}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=scaled(4000),
+        runtime=scaled(120),
         gpu=0,
     shell:
         "titans-dna finetune --task {params.task:q} --checkpoint {input.model:q}"

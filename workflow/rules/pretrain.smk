@@ -18,17 +18,19 @@ rule pretrain:
         out=lambda wildcards, output: Path(output.summary).parent,
         launcher=launcher,
         config=lambda wildcards, input: flag_list("--config", input.config),
-        sets=set_args(config["pretrain"]["set"]),
+        options=option_args(config["pretrain"]["options"]),
         device=device,
     log:
         f"{LOGS}/pretrain.log",
     benchmark:
         f"{BENCHMARKS}/pretrain.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=scaled(8000),
+        runtime=scaled(240),
         gpu=0,
     shell:
-        "{params.launcher} pretrain {params.config} --store {input.stores:q} {params.sets}"
+        "{params.launcher} pretrain {params.config} --store {input.stores:q} {params.options}"
         " --device {params.device} -o {params.out:q} > {log:q} 2>&1"

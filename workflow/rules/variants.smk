@@ -25,10 +25,14 @@ rule fetch_vcf:
         args=lambda wildcards: fetch_args(VARIANT_SETS[wildcards.name]),
     log:
         f"{LOGS}/fetch/variants/{{name}}.log",
+    benchmark:
+        f"{BENCHMARKS}/fetch/variants/{{name}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=60,
+        mem_mb=scaled(500),
+        runtime=scaled(60),
     shell:
         "titans-dna fetch {params.args} -o {output:q} > {log:q} 2>&1"
 
@@ -51,10 +55,12 @@ rule score_variants:
         f"{LOGS}/variants/{{name}}.log",
     benchmark:
         f"{BENCHMARKS}/variants/{{name}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=scaled(4000),
+        runtime=scaled(120),
         gpu=0,
     shell:
         "titans-dna score-variants --vcf {input.vcf:q} --genome {input.genome:q}"

@@ -1,7 +1,7 @@
-# Paths, input lookups and the configuration checks that the schema cannot express
-# (names that must refer to each other, task folders that must hold a train split). They run
-# while the workflow is parsed, so a bad configuration fails before any job starts.
-import os
+# Paths, input lookups, the command every rule runs, and the configuration checks that the
+# schema cannot express (names that must refer to each other, task folders that must hold a
+# train split). They run while the workflow is parsed, so a bad configuration fails before any
+# job starts.
 import re
 import shlex
 import sys
@@ -10,14 +10,19 @@ from urllib.parse import unquote, urlparse
 
 from snakemake.exceptions import WorkflowError
 
-# The rules call the titans-dna installed beside this Snakemake (e.g. .venv/bin), so the workflow
-# runs without activating the environment; cluster jobs inherit this PATH (sbatch --export=ALL).
-os.environ.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-
-
-envvars:
-    "PATH",
-
+# Jobs run this checkout's pipeline code: every shell command starts by defining `titans-dna`
+# as this checkout's CLI, run by the Python that runs Snakemake (e.g. .venv/bin/python) or,
+# under --software-deployment-method conda or apptainer, by the `python` of envs/titans-dna.yaml
+# or of the container, which hold only the dependencies. Every way of running runs one code.
+SOURCE = Path(workflow.basedir).parent
+ENV = "../envs/titans-dna.yaml"  # relative to rules/, as conda: directives are
+PYTHON = "python" if workflow.deployment_settings.deployment_method else shlex.quote(sys.executable)
+# (the prefix is formatted like a shell command, hence the doubled braces)
+shell.prefix(
+    "set -euo pipefail; "
+    f"export PYTHONPATH={shlex.quote(str(SOURCE))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    f'titans-dna() {{{{ {PYTHON} -m pipeline.cli "$@"; }}}}; '
+)
 
 RESULTS = config["results"].rstrip("/")
 RESOURCES = config["resources"].rstrip("/")
@@ -70,22 +75,25 @@ def fetch_args(entry):
 
 
 def option_args(options):
-    """{name: value} as `--name value` (true: bare `--name`; false: left out; a list: its
-    items after one `--name`)."""
+    """{name: value} as command options: true is a bare `--name`, false leaves it out, a list
+    is `--name item...`, a mapping is one `--name key=value` per entry (pretrain's `set`)."""
     args = []
     for name, value in options.items():
         if value is True:
             args.append(f"--{name}")
         elif isinstance(value, list):
             args += [f"--{name}", *(str(item) for item in value)]
+        elif isinstance(value, dict):
+            args += [arg for key, item in value.items() for arg in (f"--{name}", f"{key}={item}")]
         elif value is not False:
             args += [f"--{name}", str(value)]
     return shlex.join(args)
 
 
-def set_args(settings):
-    """{key: value} as `--set key=value` arguments."""
-    return shlex.join(arg for key, value in settings.items() for arg in ("--set", f"{key}={value}"))
+def scaled(base):
+    """A resource that grows with the attempt: a job retried after running out of memory or
+    time (retries in the SLURM profile) is resubmitted with twice, then three times, as much."""
+    return lambda wildcards, attempt: base * attempt
 
 
 def flag_list(flag, paths):
@@ -165,5 +173,8 @@ def device(wildcards, resources):
 def launcher(wildcards, resources):
     """torchrun with one process per GPU of the job, or the plain command without GPUs."""
     if resources.gpu > 0:
-        return f"torchrun --standalone --nproc_per_node {resources.gpu} -m pipeline.cli"
+        return (
+            f"{PYTHON} -m torch.distributed.run --standalone"
+            f" --nproc_per_node {resources.gpu} -m pipeline.cli"
+        )
     return "titans-dna"
