@@ -172,9 +172,7 @@ def finetune(
     model.eval()
     test = test_probabilities = None
     if task.test is not None:
-        test_probabilities = predict_proba(
-            model, task.test.sequences, device=device, rc_average=options.rc_average
-        )
+        test_probabilities = _predict(model, task.test, options, device)
         test = _metrics(task.test, test_probabilities)
     metrics = {
         "dev": run.best_record.dev,
@@ -353,10 +351,17 @@ def _score(
     options: FinetuneOptions,
     device: torch.device,
 ) -> dict[str, float | None]:
-    probabilities = predict_proba(
-        model, split.sequences, device=device, rc_average=options.rc_average
-    )
-    return _metrics(split, probabilities)
+    return _metrics(split, _predict(model, split, options, device))
+
+
+def _predict(
+    model: TitansForSequenceClassification,
+    split: LabelledSplit,
+    options: FinetuneOptions,
+    device: torch.device,
+) -> np.ndarray:
+    """Class probabilities [N, K] of a split, scored as the run scores (strands per options)."""
+    return predict_proba(model, split.sequences, device=device, rc_average=options.rc_average)
 
 
 def _metrics(split: LabelledSplit, probabilities: np.ndarray) -> dict[str, float | None]:
@@ -387,7 +392,7 @@ def save_outputs(
     write_manifest(model_dir, (CONFIG_FILE, WEIGHTS_FILE, "tokenizer.json"))
     (out_tmp / "label_map.json").write_text(json.dumps(task.label_map(), indent=2) + "\n")
     (out_tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    if task.test is not None and test_probabilities is not None:
+    if test_probabilities is not None:  # None exactly when the task has no test split
         write_predictions(out_tmp / PREDICTIONS_FILE, task, task.test, test_probabilities)
 
 

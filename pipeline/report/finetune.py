@@ -33,16 +33,20 @@ def _identity(metrics: dict) -> tuple | None:
 def finetune_rows(folders: Iterable[Path], probes: Sequence[Path] = ()) -> list[dict]:
     """One row per task folder: test metrics, the zero-shot probe of the same task (matched by
     its split files) and the reference numbers of a known task."""
+    return _rows([(folder, read_json(folder / "metrics.json")) for folder in folders], probes)
+
+
+def _rows(runs: Sequence[tuple[Path, dict]], probes: Sequence[Path]) -> list[dict]:
     probe_by_task = {}
     for path in probes:
         probe = read_json(path)
         probe_by_task[_identity(probe)] = probe.get("test") or {}
     rows = []
-    for folder in folders:
-        metrics = read_json(folder / "metrics.json")
+    for folder, metrics in runs:
         test, dev = metrics.get("test") or {}, metrics.get("dev") or {}
         reference = reference_for(metrics.get("task_files"))
-        probe = probe_by_task.get(_identity(metrics), {}) if _identity(metrics) else {}
+        identity = _identity(metrics)
+        probe = probe_by_task.get(identity, {}) if identity else {}
         rows.append(
             {
                 "task": folder.name,
@@ -69,22 +73,21 @@ def _whole(value: float | None) -> int | None:
 
 
 def finetune_section(folders: Sequence[Path], probes: Sequence[Path] = ()) -> str:
-    rows = finetune_rows(folders, probes)
+    runs = [(folder, read_json(folder / "metrics.json")) for folder in folders]
     return (
         "<h2>Fine-tuning</h2>"
-        + metrics_table(rows)
+        + metrics_table(_rows(runs, probes))
         + "<p class=note>MCC: Matthews correlation coefficient on the test split. Probe: the "
         "frozen pretrained model's mean-pooled embeddings with a logistic regression (titans-dna "
         "evaluate), the fair comparison with k-mer LR: 3-6-mer counts + logistic regression "
         "(C=0.1), measured on the same splits. DNABERT-2: fine-tuned 117M model as published "
         "(Zhou et al., ICLR 2024). Reference numbers are shown only for a task whose train, dev "
         "and test files are exactly a known task's (by sha256); a dash means not available.</p>"
-        + "".join(_task_details(folder) for folder in folders)
+        + "".join(_task_details(folder, metrics) for folder, metrics in runs)
     )
 
 
-def _task_details(folder: Path) -> str:
-    metrics = read_json(folder / "metrics.json")
+def _task_details(folder: Path, metrics: dict) -> str:
     facts = {
         "strands": _strand_decision(metrics),
         "model kept": _model_kept(metrics),

@@ -80,31 +80,36 @@ def benchmark_rows(folder: Path) -> list[dict]:
     longest first: wall time, CPU time and peak resident memory."""
     if not folder.is_dir():
         raise input_error(folder, "no such folder (expected the workflow's benchmarks/)")
-    rows = []
+    measured = []
     for path in sorted(folder.rglob("*.tsv")):
         with open(path, newline="") as handle:
             records = list(csv.DictReader(handle, delimiter="\t"))
         if not records or "s" not in records[-1]:
             raise input_error(path, "not a Snakemake benchmark file (no 's' column)")
         last = records[-1]  # a repeated benchmark keeps one line per run
-        rows.append(
-            {
-                "step": str(path.relative_to(folder).with_suffix("")),
-                "wall time (s)": _number(last.get("s"), "{:,.1f}"),
-                "CPU time (s)": _number(last.get("cpu_time"), "{:,.1f}"),
-                "peak memory (MB)": _number(last.get("max_rss"), "{:,.0f}"),
-                "_seconds": float(_number(last.get("s"), "{}") or 0),
-            }
-        )
-    rows.sort(key=lambda row: -row.pop("_seconds"))
-    return rows
+        step = str(path.relative_to(folder).with_suffix(""))
+        measured.append((step, *(_number(last.get(k)) for k in ("s", "cpu_time", "max_rss"))))
+    measured.sort(key=lambda row: -(row[1] or 0))
+    return [
+        {
+            "step": step,
+            "wall time (s)": _text(wall, "{:,.1f}"),
+            "CPU time (s)": _text(cpu, "{:,.1f}"),
+            "peak memory (MB)": _text(rss, "{:,.0f}"),
+        }
+        for step, wall, cpu, rss in measured
+    ]
 
 
-def _number(text: str | None, pattern: str) -> str | None:
+def _number(text: str | None) -> float | None:
     try:
-        return pattern.format(float(text))
+        return float(text)
     except (TypeError, ValueError):
         return None  # Snakemake writes NA where it could not measure
+
+
+def _text(value: float | None, pattern: str) -> str | None:
+    return None if value is None else pattern.format(value)
 
 
 def run_information_section(benchmarks: Path | None) -> str:
