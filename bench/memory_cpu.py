@@ -5,6 +5,8 @@ docs/benchmarks.md under "## Neural memory on the CPU".
    matched: model width 256, 4 heads of 64, depth-2 MLP memory of hidden width 256, chunk 64 with
    the surprise gradients taken at chunk starts on both sides (their batch_size = 64), batch 1,
    2 threads. The two run alternately in one process; the ratio is the median of per-round ratios.
+   Our layer's effective GFLOP/s (counted FLOP x tokens/s) is set against the fp32 matrix-product
+   rate measured in the same run; the bf16 rate tells whether the CPU multiplies bf16 in hardware.
 2. Scaling of our layer from 1k to 64k tokens against a causal SDPA attention layer of the same
    width (QKV projection, 4 heads of 64, output projection), also alternating.
 3. Peak resident memory of streaming inference: TitansLM (tiny preset) scores 64 kbp and 1 Mbp
@@ -21,7 +23,9 @@ titans-pytorch is a benchmark-only dependency (the `bench` extra), never importe
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -35,12 +39,14 @@ import torch
 import torch.nn.functional as F
 from common import append_section, markdown_table, process_memory_mib
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.allocator import keep_freed_memory
 
 THREADS = 2
 D_MODEL, HEADS, HEAD_DIM, EXPANSION, CHUNK = 256, 4, 64, 4, 64
 RSS_PIECE = 16384
+MATMUL_SHAPE = (2048, 256, 1024)  # m, k, n: the size of the layer's projections
 SECTION = "Neural memory on the CPU"
 PARTS = {
     "titans-pytorch": "vs titans-pytorch",
@@ -49,10 +55,10 @@ PARTS = {
 }
 
 
-def our_layer() -> nn.Module:
-    from titans_dna.layers.memory import NeuralMemory
-
-    return NeuralMemory(
+def our_layer(package: str = "titans_dna") -> nn.Module:
+    """The benchmark's layer, from ``package``: titans_dna or a copy (bench/versus_revision.py)."""
+    layer = importlib.import_module(f"{package}.layers.memory").NeuralMemory
+    return layer(
         D_MODEL,
         HEADS,
         depth=2,
@@ -148,26 +154,61 @@ def side_by_side(modules: dict[str, nn.Module], length: int, rounds: int) -> Com
 def versus_titans_pytorch(lengths: list[int], rounds: int) -> str:
     torch.manual_seed(0)
     modules = {"ours": our_layer(), "titans-pytorch": their_layer()}
+    flop = {name: mflop_per_token(module, lengths[0]) for name, module in modules.items()}
+    peak = matmul_gflops(torch.float32)
     rows = []
     for length in lengths:
         result = side_by_side(modules, length, rounds)
+        ours = length / result.wall["ours"]
         rows.append(
             {
                 "tokens": length,
-                "ours tok/s": length / result.wall["ours"],
+                "ours tok/s": ours,
                 "titans-pytorch tok/s": length / result.wall["titans-pytorch"],
                 "speed-up, wall": f"{result.wall_ratio:.2f}x",
                 "speed-up, CPU time": f"{result.cpu_ratio:.2f}x",
+                "ours GFLOP/s": f"{flop['ours'] * ours / 1e3:.0f}",
+                "of fp32 matmul": f"{flop['ours'] * ours / 1e3 / peak:.0%}",
             }
         )
         print(rows[-1], flush=True)
     params = {n: sum(p.numel() for p in m.parameters()) for n, m in modules.items()}
+    bf16 = matmul_gflops(torch.bfloat16)
     return (
         f"Forward+backward, batch 1, {rounds} alternating rounds per length, medians; speed-up "
         f"= titans-pytorch time / our time within a round. Parameters: ours {params['ours']:,}, "
         f"titans-pytorch {params['titans-pytorch']:,} (titans-pytorch "
-        f"{version('titans-pytorch')}).\n\n" + markdown_table(rows, list(rows[0]))
+        f"{version('titans-pytorch')}). FLOP per token (forward+backward, counted by "
+        f"`torch.utils.flop_counter` without the depthwise convolutions, which it counts as "
+        f"dense): ours {flop['ours']:.2f} M, titans-pytorch {flop['titans-pytorch']:.2f} M. "
+        f"Matrix products on the same threads ({MATMUL_SHAPE[0]}x{MATMUL_SHAPE[1]} @ "
+        f"{MATMUL_SHAPE[1]}x{MATMUL_SHAPE[2]}): fp32 {peak:.0f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s "
+        f"(CPU capability {torch.backends.cpu.get_cpu_capability()}).\n\n"
+        + markdown_table(rows, list(rows[0]))
     )
+
+
+def mflop_per_token(module: nn.Module, length: int) -> float:
+    """Forward+backward MFLOP per token, depthwise convolutions left out (2 K per element)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fwd_bwd(module, length)
+    counts = counter.get_flop_counts()["Global"]
+    total = sum(n for op, n in counts.items() if "convolution" not in str(op))
+    return total / length / 1e6
+
+
+def matmul_gflops(dtype: torch.dtype, repeats: int = 20) -> float:
+    """Best-of-``repeats`` GFLOP/s of one matrix product of ``MATMUL_SHAPE`` in ``dtype``."""
+    m, k, n = MATMUL_SHAPE
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * m * k * n / best / 1e9
 
 
 def scaling(lengths: list[int], rounds: int) -> str:

@@ -179,9 +179,13 @@ class _ChunkedMemory(torch.autograd.Function):
     ):
         act = get_activation(activation)
         inputs = ChunkInputs(*tensors[depth:])
-        y, carry, saved = chunk_fwd.forward(list(tensors[:depth]), inputs, act, max_norm, tail)
-        ctx.save_for_backward(*inputs)
-        ctx.memory = (act, max_norm, tail, saved)
+        for_backward = any(ctx.needs_input_grad)
+        y, carry, saved = chunk_fwd.forward(
+            list(tensors[:depth]), inputs, act, max_norm, tail, for_backward
+        )
+        if for_backward:
+            ctx.save_for_backward(*inputs)
+            ctx.memory = (act, max_norm, tail, saved)
         return (y, *carry)
 
     @staticmethod

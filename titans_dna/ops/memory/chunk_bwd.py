@@ -16,15 +16,16 @@ import torch
 from torch import Tensor
 
 from titans_dna.ops.memory.activations import Activation
-from titans_dna.ops.memory.chunk_fwd import ChunkInputs, Saved, backpropagate, end_row, weigh
-
-
-def unweigh(split: Tensor, weights: Tensor) -> Tensor:
-    """a g_a + c g_c [..., f]: the gradient of x in ``weigh(x, (a, c))`` from its split gradient
-    [..., 2, f] (two fused multiply-adds rather than a reduction over a middle axis)."""
-    return torch.addcmul(
-        split[..., 0, :] * weights[..., 0, :], split[..., 1, :], weights[..., 1, :]
-    )
+from titans_dna.ops.memory.chunk_fwd import (
+    ChunkInputs,
+    Saved,
+    backpropagate,
+    combine,
+    end_row,
+    negated_product,
+    pair_sums,
+    weigh_pairs,
+)
 
 
 class RetrievalGrads(NamedTuple):
@@ -65,7 +66,7 @@ def retrieve_backward(
     shape = dy.shape[:2]
     flat = ChunkInputs(*(x.flatten(0, 1) for x in chunks))
     depth = len(saved.starts)
-    starts = [s.flatten(0, 1).flatten(-2) for s in saved.starts]  # [M, out, 2 in]
+    starts = [s.flatten(0, 1) for s in saved.starts]  # [M, out, 2, in]
     inputs = [h.flatten(0, 1) for h in saved.inputs]
     deltas = [d.flatten(0, 1) for d in scaled]
     damping = None if saved.damping is None else saved.damping.factor.flatten(0, 1)
@@ -74,34 +75,33 @@ def retrieve_backward(
     dz = dy.flatten(0, 1)
     for layer in range(depth - 1, -1, -1):
         if layer == 0:
-            weighted, undamped = flat.first_inputs, flat.first_scores
+            undamped = flat.first_scores
         else:
-            x = act.fn(saved.query_pre[layer - 1])
-            weighted = weigh(x, flat.retrieval)
+            x, slope = act.value_and_grad(saved.query_pre[layer - 1])
             raw = saved.query_scores[layer - 1]
             undamped = raw * flat.decay
         scores = undamped if damping is None else undamped * damping
-        d_starts[layer] = (dz.mT @ weighted).unflatten(-1, (2, -1)).unflatten(0, shape)
-        d_weighted = dz @ starts[layer]
-        d_scores = -(dz @ deltas[layer].mT)
-        d_deltas[layer] = (-(scores.mT @ dz)).unflatten(0, shape)
+        d_scores = negated_product(dz, deltas[layer].mT)
+        d_deltas[layer] = negated_product(scores.mT, dz).unflatten(0, shape)
         if damping is not None:  # scores = n ⊙ (undamped scores), row by row
             d_damp = (d_scores * undamped).sum(-1, keepdim=True)
             d_damping = d_damp if d_damping is None else d_damping + d_damp
             d_scores = d_scores * damping
-        if layer == 0:
-            d_first_inputs, d_first_scores = d_weighted, d_scores
+        if layer == 0:  # Z = [β q | γ q] [W_0 | S_0]ᵀ − scores Δ
+            d_starts[0] = (dz.mT @ flat.first_inputs).view_as(starts[0]).unflatten(0, shape)
+            d_first_inputs, d_first_scores = dz @ starts[0].flatten(-2), d_scores
             continue
-        split = d_weighted.unflatten(-1, (2, -1))  # gradients of [β x | γ x]
-        dx = unweigh(split, flat.retrieval)
-        d_ret = split @ x.unsqueeze(-1)
+        # Z = β (X W_0ᵀ) + γ (X S_0ᵀ) − scores Δ, the state's rows paired with (β dz, γ dz)
+        pairs = weigh_pairs(dz, flat.retrieval)
+        d_starts[layer] = (pairs.mT @ x).view_as(starts[layer]).unflatten(0, shape)
+        d_ret = pair_sums(dz, saved.query_projected[layer - 1])
         d_dec = d_scores * raw
         d_retrieval = d_ret if d_retrieval is None else d_retrieval + d_ret
         d_decay = d_dec if d_decay is None else d_decay + d_dec
         d_raw = d_scores * flat.decay
-        dx = torch.baddbmm(dx, d_raw, inputs[layer])
+        dx = torch.baddbmm(pairs @ starts[layer].flatten(1, 2), d_raw, inputs[layer])
         d_inputs[layer] = (d_raw.mT @ x).unflatten(0, shape)
-        dz = dx * act.grad(saved.query_pre[layer - 1])
+        dz = dx * slope
 
     def unflat(x: Tensor | None) -> Tensor | None:
         return None if x is None else x.unflatten(0, shape)
@@ -179,17 +179,18 @@ def _end_state_backward(
         gamma = (g[:, :, 0] * ws[:, :, 1]).sum((1, 2)).view(-1, 1, 1)
         d_keep = keep if d_keep is None else d_keep + keep
         d_gamma = gamma if d_gamma is None else d_gamma + gamma
-        flat = g.flatten(-2)  # [N, out, 2 in]
-        h = chunk.inputs[layer]
-        update = inputs.key_update[c] if layer == 0 else weigh(h, end_weights)
-        d_scaled.append(-(update @ flat.mT))
-        d_update = -(applied[layer] @ flat)
-        if layer == 0:
-            d_key_update = d_update
+        if layer == 0:  # − Δᵀ [D_{r,:} k | P_{r,:} k]
+            flat = g.flatten(-2)  # [N, out, 2 in]
+            d_scaled.append(negated_product(inputs.key_update[c], flat.mT))
+            d_key_update = negated_product(applied[0], flat)
             continue
-        split = d_update.unflatten(-1, (2, -1))
-        d_inputs.append(ret.inputs[layer][c] + unweigh(split, end_weights))
-        weights = split @ h.unsqueeze(-1)
+        rows = g.flatten(1, 2)  # [N, 2 out, in]: − (D_{r,:} Δ, P_{r,:} Δ)ᵀ h
+        h = chunk.inputs[layer]
+        d_pairs = negated_product(h, rows.mT)
+        d_scaled.append(combine(d_pairs, end_weights))
+        pairs = weigh_pairs(applied[layer], end_weights)
+        d_inputs.append(torch.baddbmm(ret.inputs[layer][c], pairs, rows, alpha=-1))
+        weights = pair_sums(applied[layer], d_pairs)
         d_weights = weights if d_weights is None else d_weights + weights
     return d_starts, d_scaled, d_inputs, (d_weights, d_key_update, d_keep, d_gamma)
 

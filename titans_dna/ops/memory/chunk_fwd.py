@@ -2,8 +2,18 @@
 
 Shapes: N = B*H matrices per chunk, b tokens per chunk, a layer maps in -> out features; a
 memory layer's state is carried as (W | S) [N, out, 2, in] (W and S interleaved along the
-second-to-last axis, so [W | S] is one [out, 2 in] matrix). The math is in ``chunk.py``'s
-docstring. The backward pass gets the chunk-start states, the key pass's layer inputs and
+second-to-last axis, so [W | S] is one [out, 2 in] matrix and its rows, flattened, one
+[2 out, in] matrix of (W_o, S_o) row pairs). The math is in ``chunk.py``'s docstring.
+
+Every product with a state is one matrix product of a layer's inputs or errors, weighted per
+token by two gate coefficients (β_t, γ_t in retrieval, D_{r,i}, P_{r,i} in the end state). The
+first layer weights its inputs (its input, the head dimension, is the narrower side; the
+weighted keys and queries are computed before the recurrence); later layers weight their
+outputs (2 × out values per token against 2 × in, a quarter of the work for a memory of hidden
+width 4 D). Errors are subtracted inside the products (``negated_product``, ``torch.baddbmm``
+with alpha −1), never negated in a pass of their own.
+
+The backward pass gets the chunk-start states, the key pass's layer inputs and
 pre-activations and the output error, stacked over chunks; it recomputes the rest of the key
 pass (slopes and backpropagated errors: one batched product per hidden layer), which halves
 what training keeps per token.
@@ -72,6 +82,7 @@ class Saved(NamedTuple):
     clip: Clip  # [nc, N, b, 1] each
     query_pre: list[Tensor]  # retrieval pre-activations Z_l of the hidden layers [nc*N, b, *]
     query_scores: list[Tensor]  # retrieval X_l H_lᵀ of the layers after the first [nc*N, b, b]
+    query_projected: list[Tensor]  # their (X_l W_0ᵀ, X_l S_0ᵀ) pairs [nc*N, b, 2 out]
     damping: Damping | None  # the normalized update's step factors (None for the paper's)
 
 
@@ -92,6 +103,30 @@ class _Stacks:
 def weigh(x: Tensor, weights: Tensor) -> Tensor:
     """[a x | c x] [..., 2 f] from x [..., f] and weights (a, c) [..., 2, 1]."""
     return (x.unsqueeze(-2) * weights).flatten(-2)
+
+
+def weigh_pairs(x: Tensor, weights: Tensor) -> Tensor:
+    """(a x_o, c x_o) pairs [..., 2 f] (interleaved, as a state's row pairs) from x [..., f] and
+    weights (a, c) [..., 2, 1]."""
+    return (x.unsqueeze(-1) * weights.mT).flatten(-2)
+
+
+def combine(pairs: Tensor, weights: Tensor) -> Tensor:
+    """a p_o + c q_o [..., f] from (p_o, q_o) pairs [..., 2 f] and weights (a, c) [..., 2, 1]."""
+    split = pairs.unflatten(-1, (-1, 2))
+    return torch.addcmul(split[..., 0] * weights[..., 0, :], split[..., 1], weights[..., 1, :])
+
+
+def pair_sums(x: Tensor, pairs: Tensor) -> Tensor:
+    """(Σ_o x_o p_o, Σ_o x_o q_o) [..., 2, 1] from x [..., f] and (p_o, q_o) pairs [..., 2 f]:
+    the weights' gradient in ``combine`` and ``weigh_pairs``."""
+    return (x.unsqueeze(-1) * pairs.unflatten(-1, (-1, 2))).sum(-2).unsqueeze(-1)
+
+
+def negated_product(a: Tensor, b: Tensor) -> Tensor:
+    """−a b of batched matrices [M, n, k] @ [M, k, m], the sign taken inside the product."""
+    zero = a.new_zeros(()).expand(a.shape[0], a.shape[1], b.shape[2])
+    return torch.baddbmm(zero, a, b, beta=0, alpha=-1)
 
 
 def key_pass(weights: list[Tensor], keys: Tensor, values: Tensor, act: Activation) -> KeyPass:
@@ -159,15 +194,17 @@ def curvature_damping(
 
 
 def end_state(
-    ws: Tensor, delta: Tensor, update: Tensor, end_keep: Tensor, end_gamma: Tensor
+    ws: Tensor, errors: Tensor, inputs: Tensor, end_keep: Tensor, end_gamma: Tensor, first: bool
 ) -> Tensor:
-    """(W_b | S_b) = (β_r W_0 + γ_r S_0 | ρ S_0) − Δᵀ [D_{r,:} h | P_{r,:} h].
+    """(W_b | S_b) = (β_r W_0 + γ_r S_0 | ρ S_0) − Σ_i (D_{r,i}, P_{r,i}) Δ_i h_iᵀ.
 
-    ws [N, out, 2, in]; delta: scaled errors Δ [N, b, out]; update [N, b, 2 in].
+    ws [N, out, 2, in]. The first layer: errors Δ [N, b, out], inputs [D_{r,:} h | P_{r,:} h]
+    [N, b, 2 in]; later layers: errors (D_{r,:} Δ, P_{r,:} Δ) pairs [N, b, 2 out], inputs h.
     """
     decayed = ws * end_keep
     decayed[:, :, 0].addcmul_(ws[:, :, 1], end_gamma)
-    return torch.baddbmm(decayed.flatten(-2), delta.mT, update, alpha=-1).unflatten(-1, (2, -1))
+    rows = decayed.flatten(-2) if first else decayed.flatten(1, 2)
+    return torch.baddbmm(rows, errors.mT, inputs, alpha=-1).view_as(ws)
 
 
 def end_row(chunk: int, n_chunks: int, size: int, tail: int) -> int:
@@ -181,13 +218,15 @@ def recurrence(
     act: Activation,
     max_norm: float | None,
     tail: int | None,
+    for_backward: bool = True,
 ) -> tuple[list[Tensor], dict[str, list[Tensor]]]:
     """Run the state over all chunks; ``tail`` is the last chunk's last real row for the
     normalized update, None for the paper's.
 
-    Returns the end carry and, stacked over chunks: "starts" (per layer), "inputs" and "pre"
-    (hidden layers), "out_delta", "scaled" (Δ_l = s δ_l per layer), "clip" (s, and with
-    clipping c and ‖u‖²) and, normalized, "damping" (n_t, then the norms ‖C_{l,t}‖_F).
+    Returns the end carry and, stacked over chunks: "starts" (per layer), "inputs" (hidden
+    layers), "scaled" (Δ_l = s δ_l per layer) and, normalized, "damping" (n_t, then, for the
+    backward pass, the norms ‖C_{l,t}‖_F); for the backward pass only (``for_backward``), also
+    "pre" (hidden layers), "out_delta" and "clip" (s, and with clipping c and ‖u‖²).
     """
     n_chunks, size = chunks.keys.shape[0], chunks.keys.shape[2]
     stacks = _Stacks(n_chunks)
@@ -195,24 +234,25 @@ def recurrence(
         stacks.put("starts", c, carry)
         passed = key_pass([ws[:, :, 0] for ws in carry], chunks.keys[c], chunks.values[c], act)
         clipped = clip(passed, chunks.scale[c], chunks.key_norm_sq[c], max_norm)
-        updates = [chunks.key_update[c]]
-        updates += [weigh(h, chunks.end_weights[c]) for h in passed.inputs[1:]]
         scaled = [delta * clipped.scale for delta in passed.deltas]
         applied = scaled
         if tail is not None:
             factor, norms = curvature_damping(passed.inputs, clipped.scale, chunks.decay[c])
             row = end_row(c, n_chunks, size, tail)
             applied = [delta * factor[:, row : row + 1] for delta in scaled]
-            stacks.put("damping", c, [factor, *norms])
+            stacks.put("damping", c, [factor, *norms] if for_backward else [factor])
+        errors = [applied[0]] + [weigh_pairs(d, chunks.end_weights[c]) for d in applied[1:]]
+        inputs = [chunks.key_update[c], *passed.inputs[1:]]
         carry = [
-            end_state(ws, delta, update, chunks.end_keep[c], chunks.end_gamma[c])
-            for ws, delta, update in zip(carry, applied, updates, strict=True)
+            end_state(ws, e, h, chunks.end_keep[c], chunks.end_gamma[c], first=layer == 0)
+            for layer, (ws, e, h) in enumerate(zip(carry, errors, inputs, strict=True))
         ]
         stacks.put("inputs", c, passed.inputs[1:])
-        stacks.put("pre", c, passed.pre)
-        stacks.put("out_delta", c, passed.deltas[-1:])
         stacks.put("scaled", c, scaled)
-        stacks.put("clip", c, [x for x in clipped if x is not None])
+        if for_backward:
+            stacks.put("pre", c, passed.pre)
+            stacks.put("out_delta", c, passed.deltas[-1:])
+            stacks.put("clip", c, [x for x in clipped if x is not None])
     return carry, stacks.buffers
 
 
@@ -223,30 +263,30 @@ def retrieve(
     deltas: list[Tensor],
     act: Activation,
     damping: Tensor | None,
-) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor]]:
     """Outputs of all chunks at once; M = nc*N rows of matrices.
 
     starts (W_0 | S_0) [M, out, 2, in], inputs h_l [M, b, in], scaled errors Δ_l [M, b, out] per
     layer, damping n_t [M, b, 1] (None: 1), which scales row t of every layer's scores.
-    Returns (y [M, b, D], hidden pre-activations Z_l, raw scores X_l H_lᵀ of layers >= 1).
+    Returns (y [M, b, D], and of the layers >= 1: the pre-activations Z_{l-1} of their inputs, raw
+    scores X_l H_lᵀ and (X_l W_0ᵀ, X_l S_0ᵀ) pairs).
     """
     flat = ChunkInputs(*(x.flatten(0, 1) for x in chunks))
     decay = flat.decay if damping is None else flat.decay * damping
     first_scores = flat.first_scores if damping is None else flat.first_scores * damping
-    z = dual_layer(flat.first_inputs, starts[0], first_scores, deltas[0])
-    pre, raw_scores = [], []
+    # [β q | γ q] [W_0 | S_0]ᵀ − scores Δ
+    first = flat.first_inputs @ starts[0].flatten(-2).mT
+    z = torch.baddbmm(first, first_scores, deltas[0], alpha=-1)
+    pre, raw_scores, projected = [], [], []
     for layer in range(1, len(starts)):
         pre.append(z)
         x = act.fn(z)
         raw_scores.append(x @ inputs[layer].mT)
-        weighted = weigh(x, flat.retrieval)  # [β x | γ x]
-        z = dual_layer(weighted, starts[layer], raw_scores[-1] * decay, deltas[layer])
-    return z, pre, raw_scores
-
-
-def dual_layer(weighted: Tensor, ws: Tensor, scores: Tensor, delta: Tensor) -> Tensor:
-    """Z = [β x | γ x] [W_0 | S_0]ᵀ − scores Δ: one layer's retrieval, [M, b, out]."""
-    return torch.baddbmm(weighted @ ws.flatten(-2).mT, scores, delta, alpha=-1)
+        projected.append(x @ starts[layer].flatten(1, 2).mT)
+        z = torch.baddbmm(
+            combine(projected[-1], flat.retrieval), raw_scores[-1] * decay, deltas[layer], alpha=-1
+        )
+    return z, pre, raw_scores, projected
 
 
 def forward(
@@ -255,18 +295,20 @@ def forward(
     act: Activation,
     max_norm: float | None,
     tail: int | None,
-) -> tuple[Tensor, list[Tensor], Saved]:
-    """The whole forward pass: (y [nc, N, b, D], end carry, what the backward pass needs).
+    for_backward: bool = True,
+) -> tuple[Tensor, list[Tensor], Saved | None]:
+    """The whole forward pass: (y [nc, N, b, D], end carry, what the backward pass needs, or
+    None without ``for_backward``: inference keeps only what retrieval reads).
 
     tail: the last chunk's last real row for the normalized update, None for the paper's.
     """
-    carry, stacked = recurrence(carry, chunks, act, max_norm, tail)
+    carry, stacked = recurrence(carry, chunks, act, max_norm, tail, for_backward)
     starts, inputs = stacked["starts"], [chunks.keys, *stacked["inputs"]]
     damping = None
     if tail is not None:
         factor, *norms = stacked["damping"]
         damping = Damping(factor, norms)
-    y, query_pre, query_scores = retrieve(
+    y, query_pre, query_scores, query_projected = retrieve(
         chunks,
         [s.flatten(0, 1) for s in starts],
         [h.flatten(0, 1) for h in inputs],
@@ -274,6 +316,9 @@ def forward(
         act,
         None if damping is None else damping.factor.flatten(0, 1),
     )
+    y = y.unflatten(0, chunks.keys.shape[:2])
+    if not for_backward:
+        return y, carry, None
     clipped = stacked["clip"]
     clipped = Clip(*clipped) if max_norm is not None else Clip(clipped[0], None, None)
     saved = Saved(
@@ -284,6 +329,7 @@ def forward(
         clipped,
         query_pre,
         query_scores,
+        query_projected,
         damping,
     )
-    return y.unflatten(0, chunks.keys.shape[:2]), carry, saved
+    return y, carry, saved
