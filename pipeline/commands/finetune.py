@@ -59,9 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-minutes",
         type=positive_float,
-        help="wall-clock budget of the run: the linear probes embed at most 15%% of it, training "
-        "stops in time for the final dev and test scoring, and the learning rate decays to zero "
-        "by then",
+        help="wall-clock budget of the run: training stops in time for the final dev and test "
+        "scoring, and the learning rate decays to zero by then",
     )
     parser.add_argument("--batch-size", type=positive_int, default=64, help="training batch size")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")

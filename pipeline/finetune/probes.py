@@ -22,7 +22,6 @@ strands:
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,11 +37,8 @@ log = logging.getLogger("pipeline")
 # Cross-validated ROC-AUC by which forward-strand features must beat strand-symmetric ones.
 MARGIN = 0.02
 # Examples the probes are fitted on (a seeded sample beyond this): plenty for a linear model
-# on d_model features. Under a time limit the sample shrinks to what the limit allows to embed,
-# measured on its first MIN_EXAMPLES (300-bp promoters embed at about 140 examples a second,
-# both strands, on one core with the tiny model).
+# on d_model features, and a small share of a fine-tuning budget to embed.
 MAX_EXAMPLES = 8192
-MIN_EXAMPLES = 1024
 
 
 @dataclass
@@ -73,37 +69,11 @@ def sample_features(
     *,
     device: torch.device,
     rng: np.random.Generator,
-    seconds: float | None = None,
 ) -> ProbeSample:
-    """Embed a seeded sample of `train` on both strands: at most MAX_EXAMPLES, and with
-    `seconds` only as many as that much embedding time allows, at the rate measured on the
-    sample's first MIN_EXAMPLES (never fewer: the sample then depends on the machine's speed)."""
+    """Embed (a seeded sample of at most MAX_EXAMPLES of) `train` on both strands."""
     index = np.arange(len(train))
     if len(index) > MAX_EXAMPLES:
         index = np.sort(rng.choice(index, MAX_EXAMPLES, replace=False))
-    if seconds is None or len(index) <= MIN_EXAMPLES:
-        return _both_strands(model, train, index, device)
-    index = rng.permutation(index)  # every prefix is a uniform sample
-    started = time.monotonic()
-    first = _both_strands(model, train, index[:MIN_EXAMPLES], device)
-    rate = MIN_EXAMPLES / max(time.monotonic() - started, 1e-6)
-    count = min(len(index), max(MIN_EXAMPLES, int(seconds * rate)))
-    if count == MIN_EXAMPLES:
-        return first
-    rest = _both_strands(model, train, index[MIN_EXAMPLES:count], device)
-    return ProbeSample(
-        np.concatenate([first.forward, rest.forward]),
-        np.concatenate([first.reverse, rest.reverse]),
-        np.concatenate([first.labels, rest.labels]),
-    )
-
-
-def _both_strands(
-    model: TitansForSequenceClassification,
-    train: LabelledSplit,
-    index: np.ndarray,
-    device: torch.device,
-) -> ProbeSample:
     sequences = [train.sequences[i] for i in index]
     forward = pooled_features(model, sequences, device=device)
     reverse = pooled_features(model, [reverse_complement(s) for s in sequences], device=device)

@@ -3,8 +3,7 @@
 Before training, linear probes on the frozen backbone's features of train (pipeline.finetune.probes)
 decide whether the labels depend on the sequences' orientation (if so, reverse-complement
 augmentation and strand averaging are off for the run and in the saved model) and give a first
-candidate, scored on dev like every later one; under a budget their sample is what
-`PROBE_SHARE` of it embeds.
+candidate, scored on dev like every later one.
 Training: AdamW (no weight decay on biases, norms and embeddings), gradient clipping, linear
 warmup then cosine (or linear) decay, length-bucketed batches, reverse-complement augmentation.
 The schedule runs on progress = max(step / planned steps, elapsed / deadline), so with a
@@ -46,8 +45,6 @@ from titans_dna.models.classifier import (
 
 log = logging.getLogger("pipeline")
 EVALS_PER_BUDGET = 10
-# Under a budget, the linear probes embed their training sample for at most this share of it.
-PROBE_SHARE = 0.15
 # Train at least this many times as long as the previous dev scoring took before scoring again.
 TRAIN_PER_EVAL = 4
 
@@ -211,8 +208,7 @@ def _check_strands(
     if not (check_strands or options.probe_candidate):
         return None, None
     started = time.monotonic()
-    seconds = options.max_minutes * 60 * PROBE_SHARE if options.max_minutes else None
-    sample = sample_features(model, task.train, device=device, rng=rng, seconds=seconds)
+    sample = sample_features(model, task.train, device=device, rng=rng)
     if not sample.cross_validatable(model.num_labels):
         log.info("no linear probes: a class has fewer than two training examples")
         return None, None

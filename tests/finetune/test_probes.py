@@ -76,19 +76,6 @@ def test_sample_is_capped_and_covers_both_strands(monkeypatch) -> None:
     np.testing.assert_allclose(sample.reverse[0], want, rtol=1e-5, atol=1e-6)
 
 
-def test_a_time_limit_shrinks_the_sample_to_what_it_allows(monkeypatch) -> None:
-    monkeypatch.setattr(probes_module, "MIN_EXAMPLES", 40)
-    model = classifier(1).eval()
-    train = motif_task(np.random.default_rng(2), 150, oriented=True)
-    tight = sample_features(model, train, device=CPU, rng=np.random.default_rng(3), seconds=1e-9)
-    chosen = np.random.default_rng(3).permutation(150)[:40]  # a uniform sample, seeded
-    np.testing.assert_array_equal(tight.labels, train.labels[chosen])
-    assert tight.forward.shape == tight.reverse.shape == (40, 32)
-    ample = sample_features(model, train, device=CPU, rng=np.random.default_rng(3), seconds=1e9)
-    assert sorted(ample.labels.tolist()) == sorted(train.labels.tolist())
-    np.testing.assert_allclose(ample.forward[:40], tight.forward, rtol=1e-5, atol=1e-6)
-
-
 @pytest.mark.parametrize("num_labels", [2, 3])
 def test_head_reproduces_the_probe_probabilities(num_labels: int) -> None:
     rng = np.random.default_rng(num_labels)
