@@ -20,6 +20,7 @@ from titans_dna.ops.memory.triton_dual import (
     act_grad2,
     chunk_gates,
     chunk_gates_bwd,
+    copy_state,
     curvature_norm_bwd,
     curvature_terms,
     dual_layer_bwd,
@@ -28,7 +29,6 @@ from titans_dna.ops.memory.triton_dual import (
     store_state,
 )
 from titans_dna.ops.memory.triton_fwd import (
-    copy_state,
     curvature_weights,
     load_gates,
     load_rows,

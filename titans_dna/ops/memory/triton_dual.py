@@ -116,6 +116,12 @@ def store_state(ptr, off, val, rows, cols, R, C):
 
 
 @triton.jit
+def copy_state(src, src_off, dst, dst_off, rows, cols, R, C):
+    """Copy a tile of an [R, C] matrix from src + src_off to dst + dst_off."""
+    store_state(dst, dst_off, load_state(src, src_off, rows, cols, R, C), rows, cols, R, C)
+
+
+@triton.jit
 def dual_layer_out(
     x, k, e, w_ptr, s_ptr, off, rows, cols, R, C, g, beta, gamma, n,
     BT: tl.constexpr, PREC: tl.constexpr,

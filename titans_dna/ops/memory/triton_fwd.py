@@ -18,13 +18,13 @@ from titans_dna.ops.memory.triton_dual import (
     act_fwd,
     act_grad,
     chunk_gates,
+    copy_state,
     curvature_norm,
     dual_layer_fwd,
     dual_layer_out,
     dual_layer_step,
     load_state,
     mm,
-    store_state,
 )
 
 
@@ -143,11 +143,6 @@ def mlp_errors(xk, xv, w1_ptr, w2_ptr, off, rd, rf, D, F, tau, RES: tl.constexpr
     sq = tl.sum(dlt * dlt, axis=1) * tl.sum(xk * xk, axis=1)
     sq += tl.sum(e * e, axis=1) * tl.sum(a * a, axis=1)
     return z, a, e, r, dlt, sq, surprise_scale(sq, tau, CLIP)
-
-
-@triton.jit
-def copy_state(src, src_off, dst, dst_off, rows, cols, R, C):
-    store_state(dst, dst_off, load_state(src, src_off, rows, cols, R, C), rows, cols, R, C)
 
 
 @triton.jit
