@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import NamedTuple
@@ -120,7 +121,7 @@ def fwd_bwd(module: nn.Module, length: int) -> Timing:
 
 
 class Comparison(NamedTuple):
-    """Median wall seconds per module; median per-round ratios (second / first module)."""
+    """Median wall seconds per run; median per-round ratios (second / first run)."""
 
     wall: dict[str, float]
     wall_ratio: float
@@ -128,17 +129,24 @@ class Comparison(NamedTuple):
 
 
 def side_by_side(modules: dict[str, nn.Module], length: int, rounds: int) -> Comparison:
-    """Alternate the modules (order flipped every round, so neither side always runs on a
-    warmer cache) after one untimed pass each, as every training step after the first runs;
+    """``alternate`` one forward+backward pass of each module over ``length`` tokens."""
+    return alternate(
+        {name: (lambda m=module: fwd_bwd(m, length)) for name, module in modules.items()}, rounds
+    )
+
+
+def alternate(runs: dict[str, Callable[[], Timing]], rounds: int) -> Comparison:
+    """Alternate two timed runs (order flipped every round, so neither side always runs on a
+    warmer cache) after one untimed call each, as every training step after the first runs;
     ratios are taken within a round, where both saw the same machine load."""
-    names = list(modules)
-    for module in modules.values():  # untimed: the first pass at a length pays its page faults
-        fwd_bwd(module, length)
+    names = list(runs)
+    for run in runs.values():  # untimed: the first pass at a length pays its page faults
+        run()
     walls: dict[str, list[float]] = {name: [] for name in names}
     wall_ratios, cpu_ratios = [], []
     for r in range(rounds):
         order = names if r % 2 == 0 else names[::-1]
-        measured = {name: fwd_bwd(modules[name], length) for name in order}
+        measured = {name: runs[name]() for name in order}
         for name in names:
             walls[name].append(measured[name].wall)
         first, second = measured[names[0]], measured[names[1]]

@@ -15,20 +15,19 @@ the per-round time ratios (revision / working tree). Prints markdown tables.
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import re
-import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from common import REPO, markdown_table
-from memory_cpu import THREADS, our_layer, side_by_side
+from memory_cpu import THREADS, Timing, alternate, our_layer, side_by_side
 from torch import nn
 
 from pipeline.allocator import keep_freed_memory
@@ -75,35 +74,26 @@ def compare_layer(rounds: int) -> str:
 
 
 def _tiny(package: str, variant: str) -> nn.Module:
-    config = __import__(f"{package}.models.config", fromlist=["preset"])
-    lm = __import__(f"{package}.models.lm", fromlist=["TitansLM"])
-    return lm.TitansLM(config.preset("tiny", variant=variant))
+    config = importlib.import_module(f"{package}.models.config")
+    return importlib.import_module(f"{package}.models.lm").TitansLM(
+        config.preset("tiny", variant=variant)
+    )
 
 
-def _train_step(model: nn.Module, tokens: torch.Tensor) -> None:
+def _train_step(model: nn.Module, tokens: torch.Tensor) -> Timing:
+    wall, cpu = time.perf_counter(), time.process_time()
     logits = model(tokens)[0]
     torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens.flatten()).backward()
+    timing = Timing(time.perf_counter() - wall, time.process_time() - cpu)
     model.zero_grad(set_to_none=True)
+    return timing
 
 
-def _inference(model: nn.Module, tokens: torch.Tensor) -> None:
+def _inference(model: nn.Module, tokens: torch.Tensor) -> Timing:
+    wall, cpu = time.perf_counter(), time.process_time()
     with torch.inference_mode():
         model(tokens)
-
-
-def _alternate(run: Callable[[nn.Module], None], models: dict[str, nn.Module], rounds: int):
-    """Median seconds per model and median per-round ratio base / working tree."""
-    for model in models.values():
-        run(model)
-    times: dict[str, list[float]] = {name: [] for name in models}
-    ratios = []
-    for r in range(rounds):
-        for name in list(models)[:: 1 if r % 2 == 0 else -1]:
-            start = time.perf_counter()
-            run(models[name])
-            times[name].append(time.perf_counter() - start)
-        ratios.append(times["base"][-1] / times["working tree"][-1])
-    return {n: statistics.median(t) for n, t in times.items()}, statistics.median(ratios)
+    return Timing(time.perf_counter() - wall, time.process_time() - cpu)
 
 
 def compare_tiny(rounds: int) -> str:
@@ -125,14 +115,15 @@ def compare_tiny(rounds: int) -> str:
             (f"inference {TINY_INFER[0]} x {TINY_INFER[1]}", _inference, infer),
         )
         for label, step, tokens in cases:
-            seconds, ratio = _alternate(lambda m, s=step, t=tokens: s(m, t), models, rounds)
+            runs = {name: (lambda m=m, s=step, t=tokens: s(m, t)) for name, m in models.items()}
+            result = alternate(runs, rounds)
             rows.append(
                 {
                     "variant": variant,
                     "case": label,
-                    "base tok/s": tokens.numel() / seconds["base"],
-                    "working tree tok/s": tokens.numel() / seconds["working tree"],
-                    "speed-up": f"{ratio:.3f}x",
+                    "base tok/s": tokens.numel() / result.wall["base"],
+                    "working tree tok/s": tokens.numel() / result.wall["working tree"],
+                    "speed-up": f"{result.wall_ratio:.3f}x",
                 }
             )
     return markdown_table(rows, list(rows[0]))
