@@ -102,7 +102,7 @@ def evaluate(
     state = MemoryState(tuple(inputs[6 : 6 + depth]), tuple(inputs[6 + depth :]))
     if impl == "triton":
         # a shape the kernels reject (on a GPU: its compiled kernels do not fit) is a failure
-        reason = fused.unsupported_reason(*inputs[:6], state, chunk_size=chunk_size, **kw)
+        reason = fused.plan_call(*inputs[:6], state, chunk_size=chunk_size, **kw).reason
         assert reason is None, reason
     y, end = neural_memory(*inputs[:6], state, chunk_size=chunk_size, impl=impl, **kw)
     outputs = [y, *end.weights, *end.momentum]
@@ -433,24 +433,24 @@ def test_resource_check_turns_compile_failures_into_reasons(
 
 
 def test_auto_picks_kernels_when_supported(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Supported calls run the kernels, checked once (neural_memory's check, not a second one)."""
-    calls, checks = [], []
+    """Supported calls run the kernels with the configuration their one check built."""
+    planned, configs = [], []
 
-    def spy(*args, **kwargs):
-        calls.append(kwargs["chunk_size"])
-        return run_supported(*args, **kwargs)
+    def spy(cfg, *args):
+        planned.append(cfg)
+        return run_planned(cfg, *args)
 
     def counted(*args, **kwargs):
-        checks.append(1)
-        return check(*args, **kwargs)
+        configs.append(config(*args, **kwargs))
+        return configs[-1]
 
-    run_supported, check = fused.run_supported, fused.unsupported_reason
-    monkeypatch.setattr(fused, "run_supported", spy)
-    monkeypatch.setattr(fused, "unsupported_reason", counted)
+    run_planned, config = fused.run_planned, fused._config
+    monkeypatch.setattr(fused, "run_planned", spy)
+    monkeypatch.setattr(fused, "_config", counted)
     monkeypatch.setattr(memory, "resolve_impl", lambda impl, device: "triton")
     case = make_case((1, 20, 1, 16), seed=4)
     neural_memory(*case[:6], MemoryState((case[6],), (case[7],)), chunk_size=16, impl="auto")
-    assert calls == [16] and len(checks) == 1
+    assert len(configs) == 1 and planned == configs and configs[0].chunk == 16
 
 
 @pytest.mark.gpu

@@ -109,22 +109,19 @@ def neural_memory(
     state = state.to(dtype)
     if q.shape[1] == 0:
         return q.new_empty(q.shape), state
-    if name == "triton":
-        reason = _triton_module().unsupported_reason(
-            q, k, v, theta, eta, alpha, state, chunk_size=chunk_size, activation=activation,
-            residual=residual, max_surprise_norm=max_surprise_norm, update=update,
-        )  # fmt: skip
-        if reason is not None:
-            if impl == "triton":
-                raise ValueError(reason)
-            _warn_fallback(reason)
-            name = "chunk"
     kw = dict(chunk_size=chunk_size, activation=activation, residual=residual, update=update)
     if name == "triton":
+        fused = _triton_module()
+        plan = fused.plan_call(q, k, v, theta, eta, alpha, state, **kw,
+                               max_surprise_norm=max_surprise_norm)  # fmt: skip
+        if plan.reason is not None:
+            if impl == "triton":
+                raise ValueError(plan.reason)
+            _warn_fallback(plan.reason)
+            name = "chunk"
+    if name == "triton":
         # the kernels read 16-bit inputs as they are (their math is float32 either way)
-        y, end = _triton_module().run_supported(
-            q, k, v, theta, eta, alpha, state, max_surprise_norm=max_surprise_norm, **kw
-        )
+        y, end = fused.run_planned(plan.cfg, q, k, v, theta, eta, alpha, state)
     else:
         args = (t.to(dtype) for t in (q, k, v, theta, eta, alpha))
         y, end = _TORCH_BACKENDS[name](*args, state, max_surprise_norm=max_surprise_norm, **kw)

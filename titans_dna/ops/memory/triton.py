@@ -1,7 +1,7 @@
 """Fused Triton neural memory: forward and backward kernels behind a torch.autograd.Function.
 
 ``triton_memory`` has the signature of ``chunk_memory`` and computes the same chunked semantics
-(DESIGN.md section 2). Supported (``unsupported_reason`` says why not, otherwise):
+(DESIGN.md section 2). Supported (``plan_call`` says why not, otherwise):
 
 - linear memory (depth 1), head dim D ≤ 128; depth-2 MLP memory with D ≤ 64 and hidden
   F ≤ 256 (every preset); any D/F, padded to a power of two ≥ 16;
@@ -19,7 +19,7 @@ inputs on the GPU (the interpreter computes them in float32 and rounds bfloat16 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -29,7 +29,7 @@ from titans_dna.ops.memory.chunk import _log_gates
 from titans_dna.ops.memory.state import MemoryState
 from titans_dna.ops.memory.triton_launch import ACTIVATION_CODES, INTERPRETED, KernelConfig
 
-__all__ = ["CHUNK_SIZES", "run_supported", "triton_memory", "unsupported_reason"]
+__all__ = ["CHUNK_SIZES", "CallPlan", "plan_call", "run_planned", "triton_memory"]
 
 CHUNK_SIZES = (16, 32, 64)
 INPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -95,7 +95,15 @@ def _config(
     )
 
 
-def unsupported_reason(
+@dataclass(frozen=True)
+class CallPlan:
+    """The kernels' configuration for one call, or (one line) why they cannot run it."""
+
+    cfg: KernelConfig | None
+    reason: str | None = None
+
+
+def plan_call(
     q: Tensor,
     k: Tensor,
     v: Tensor,
@@ -109,21 +117,24 @@ def unsupported_reason(
     residual: bool = False,
     max_surprise_norm: float | None = None,
     update: str = "normalized",
-) -> str | None:
-    """Why ``triton_memory`` cannot run these arguments (one line), or None when it can.
+) -> CallPlan:
+    """Whether ``triton_memory`` can run these arguments, and the configuration it runs them with.
 
-    On CUDA this compiles the kernels the call needs (cached for the call itself) to check their
-    shared memory against the device.
+    On CUDA this compiles the kernels the call needs (once per specialisation; the call then
+    finds them compiled) to check their shared memory against the device.
     """
     reason = _shape_reason(q, state, chunk_size, activation)
-    if reason is not None or q.device.type != "cuda":
-        return reason
+    if reason is not None:
+        return CallPlan(None, reason)
     tensors = (q, k, v, theta, eta, alpha)
     cfg = _config(q, tensors, state, chunk_size, activation, residual, max_surprise_norm, update)
+    if q.device.type != "cuda":
+        return CallPlan(cfg)
     key = (_compile_key(cfg), q.device.index, q.dtype)
     if key not in _RESOURCE_REASONS:
         _RESOURCE_REASONS[key] = launch.resource_reason(cfg, q.device, q.dtype)
-    return _RESOURCE_REASONS[key]
+    reason = _RESOURCE_REASONS[key]
+    return CallPlan(None if reason else cfg, reason)
 
 
 # Per compiled specialisation: the kernels are compiled and checked once, not at every call.
@@ -237,13 +248,14 @@ def triton_memory(
     """
     kw = {"chunk_size": chunk_size, "activation": activation, "residual": residual}
     kw |= {"max_surprise_norm": max_surprise_norm, "update": update}
-    reason = unsupported_reason(q, k, v, theta, eta, alpha, state, **kw)
-    if reason is not None:
-        raise ValueError(reason)
-    return run_supported(q, k, v, theta, eta, alpha, state, **kw)
+    plan = plan_call(q, k, v, theta, eta, alpha, state, **kw)
+    if plan.reason is not None:
+        raise ValueError(plan.reason)
+    return run_planned(plan.cfg, q, k, v, theta, eta, alpha, state)
 
 
-def run_supported(
+def run_planned(
+    cfg: KernelConfig,
     q: Tensor,
     k: Tensor,
     v: Tensor,
@@ -251,21 +263,13 @@ def run_supported(
     eta: Tensor,
     alpha: Tensor,
     state: MemoryState,
-    *,
-    chunk_size: int,
-    activation: str,
-    residual: bool,
-    max_surprise_norm: float | None,
-    update: str,
 ) -> tuple[Tensor, MemoryState]:
-    """``triton_memory`` for a call ``unsupported_reason`` has accepted (not checked again)."""
+    """``triton_memory`` for a call that ``plan_call`` accepted, with the plan's ``cfg``."""
     batch, _, heads, _ = q.shape
     log_keep, log_eta = _log_gates(eta.float(), alpha.float())
     inputs = tuple(t.contiguous() for t in (q, k, v, theta.float(), log_keep, log_eta))
     pairs = zip(state.weights, state.momentum, strict=True)
     flat = tuple(t.reshape(batch * heads, *t.shape[2:]).contiguous() for p in pairs for t in p)
-    cfg = _config(q, (q, k, v, theta, eta, alpha), state, chunk_size, activation, residual,
-                  max_surprise_norm, update)  # fmt: skip
     y, *ends = _FusedMemory.apply(cfg, *inputs, *flat)
     ends = [e.reshape(batch, heads, *e.shape[1:]) for e in ends]
     return y, MemoryState(tuple(ends[0::2]), tuple(ends[1::2]))
