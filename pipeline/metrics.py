@@ -1,4 +1,5 @@
-"""Classification metrics for labelled tasks: MCC, accuracy, macro F1 and ROC-AUC (scikit-learn).
+"""Classification metrics for labelled tasks: MCC, accuracy, macro F1 and ROC-AUC (scikit-learn),
+and the decision threshold that maximises MCC for a binary task.
 
 AUROC is binary (probability of class 1) for two classes and macro one-vs-rest otherwise. It is
 undefined when the scored labels hold a single class; it is then reported as None (JSON null)
@@ -48,16 +49,50 @@ def auroc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
     return float(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro"))
 
 
+def predicted_classes(probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Class ids [N] from probabilities [N, K]: the arg-max, or with `threshold` (two classes
+    only) class 1 wherever its probability is at least `threshold`."""
+    probabilities = np.asarray(probabilities)
+    if threshold is None:
+        return probabilities.argmax(axis=1)
+    if probabilities.shape[1] != 2:
+        raise ValueError(f"a decision threshold needs two classes, not {probabilities.shape[1]}")
+    return (probabilities[:, 1] >= threshold).astype(np.int64)
+
+
+def mcc_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """The threshold on the probability of class 1 (two classes) whose predictions have the
+    highest MCC on these labels: a midpoint between consecutive distinct probabilities, the one
+    nearest 0.5 among equal MCCs; 0.5 when no cut separates anything (MCC 0 everywhere)."""
+    positive = np.asarray(probabilities, dtype=np.float64)[:, 1]
+    order = np.argsort(-positive, kind="stable")
+    p, truth = positive[order], np.asarray(labels)[order] == 1
+    cuts = np.flatnonzero(p[:-1] > p[1:]) + 1  # predict the first `cut` examples positive
+    if cuts.size == 0:
+        return 0.5
+    tp = np.cumsum(truth)[cuts - 1].astype(np.float64)
+    fp = cuts - tp
+    fn, tn = truth.sum() - tp, (~truth).sum() - fp
+    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    scores = np.divide(tp * tn - fp * fn, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    if scores.max() <= 0:
+        return 0.5
+    thresholds = (p[cuts - 1] + p[cuts]) / 2
+    best = np.flatnonzero(scores >= scores.max() - 1e-12)
+    return float(thresholds[best[np.argmin(np.abs(thresholds[best] - 0.5))]])
+
+
 def classification_metrics(
-    labels: np.ndarray, probabilities: np.ndarray
+    labels: np.ndarray, probabilities: np.ndarray, threshold: float | None = None
 ) -> dict[str, float | None]:
     """All four metrics from integer labels [N] and class probabilities [N, K].
 
-    The predicted class is the arg-max of the probabilities.
+    The predicted class is the arg-max of the probabilities, or with `threshold` (two classes)
+    class 1 wherever its probability reaches it; AUROC does not depend on it.
     """
     labels = np.asarray(labels, dtype=np.int64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    predicted = probabilities.argmax(axis=1)
+    predicted = predicted_classes(probabilities, threshold)
     return {
         "mcc": mcc(labels, predicted),
         "accuracy": accuracy(labels, predicted),

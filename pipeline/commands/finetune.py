@@ -4,7 +4,8 @@ The task folder holds train, optional dev and optional test splits as GUE-style 
 (`sequence,label`), FASTA/FASTQ with the label in each header (`>id label=NAME` or `>id|NAME`),
 or BED (label in the name column) with --genome. Without dev, a seeded 10% of train is held out.
 The model selected on dev MCC is written to OUT/model/ with OUT/label_map.json and
-OUT/metrics.json (dev and test MCC, accuracy, macro F1, AUROC). OUT is replaced atomically.
+OUT/metrics.json (dev and test MCC, accuracy, macro F1, AUROC); a binary model keeps the
+decision threshold that maximises its dev MCC. OUT is replaced atomically.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser, "strand-check", True,
         "turn reverse-complement augmentation and averaging off when a linear probe on train "
         "shows that the labels depend on orientation",
+    )  # fmt: skip
+    add_switch(
+        parser, "tune-threshold", True,
+        "two labels: predict the second from the probability that maximises the selected "
+        "model's dev MCC (saved with it), not from 0.5",
     )  # fmt: skip
     parser.add_argument("--epochs", type=positive_int, default=10, help="maximum epochs")
     parser.add_argument(
@@ -133,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         strand_check=args.strand_check,
         freeze_backbone=args.freeze_backbone,
         probe_candidate=args.probe_candidate,
+        tune_threshold=args.tune_threshold,
         patience=args.patience,
         seed=args.seed,
     )

@@ -86,11 +86,13 @@ def predict_file(
 ) -> int:
     """Class probabilities of every record of `input_path` into the CSV `out` (id, length,
     predicted class, p_CLASS per class, and the true label when the input has one), written
-    atomically; `rc_average` None follows the model. Returns the number of rows."""
+    atomically; `rc_average` None follows the model, and the predicted class follows its
+    decision threshold. Returns the number of rows."""
     import csv
 
     from pipeline.atomic import atomic_file
     from pipeline.io.items import blocks, read_items
+    from pipeline.metrics import predicted_classes
 
     rc_average = model.rc_average if rc_average is None else rc_average
     items = read_items(input_path, reference=reference, genome=genome, invalid=invalid)
@@ -105,8 +107,9 @@ def predict_file(
             probabilities = predict_proba(
                 model, [item.tokens for item in block], device=device, rc_average=rc_average
             )
-            for item, probs in zip(block, probabilities, strict=True):
-                row = [item.id, len(item.tokens), names[int(probs.argmax())]]
+            predicted = predicted_classes(probabilities, model.decision_threshold)
+            for item, probs, label in zip(block, probabilities, predicted, strict=True):
+                row = [item.id, len(item.tokens), names[label]]
                 row += [f"{p:.6f}" for p in probs]
                 writer.writerow(row + ([item.label or ""] if with_labels else []))
             count += len(block)

@@ -12,8 +12,10 @@ less the predicted time of the final dev and test scoring, so the whole run fits
 Dev is scored (MCC, on strand-averaged probabilities unless oriented) after every epoch and,
 under a budget, every tenth of it, but never so often that scoring takes more than about a fifth
 of the run; the best dev MCC (ties broken by dev AUROC) selects the saved model and `patience`
-evaluations without improvement stop training. Test is scored once, with the selected model, and
-never used for any choice.
+evaluations without improvement stop training. For two classes, the decision threshold that
+maximises the selected model's dev MCC is then saved with it (MCC depends on the threshold:
+a model can rank well and still call too many positives at 0.5). Test is scored once, with the
+selected model and its threshold, and never used for any choice.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pipeline.errors import PipelineError
 from pipeline.finetune.predict import predict_proba
 from pipeline.finetune.probes import ProbeSample, check_orientation, probe_head, sample_features
 from pipeline.io.tasks import LabelledSplit, Task
-from pipeline.metrics import classification_metrics
+from pipeline.metrics import classification_metrics, mcc_threshold
 from pipeline.optim import SCHEDULES, decay_groups, warmup_then_decay
 from pipeline.progress import Progress
 from titans_dna.models.classifier import (
@@ -65,6 +67,7 @@ class FinetuneOptions:
     rc_average: bool = True
     strand_check: bool = True
     probe_candidate: bool = True
+    tune_threshold: bool = True
     freeze_backbone: bool = False
     patience: int = 4
     seed: int = 0
@@ -103,6 +106,7 @@ class TrainingRun:
         self.step, self.epoch, self.start = 0, 0.0, started
         self.train_seconds = 0.0  # time inside training steps, to predict the next one
         self.best_score, self.best_state, self.best_record = (-math.inf, -math.inf), None, None
+        self.best_dev_probabilities: np.ndarray | None = None
         self.stale, self.history = 0, []
         self.stop_reason: str | None = None
         self.loss_sum, self.loss_count = 0.0, 0
@@ -170,10 +174,12 @@ def finetune(
     _train(run)
     model.load_state_dict(run.best_state)
     model.eval()
+    if options.tune_threshold and model.num_labels == 2:
+        model.decision_threshold = mcc_threshold(task.dev.labels, run.best_dev_probabilities)
     test = test_probabilities = None
     if task.test is not None:
         test_probabilities = _predict(model, task.test, options, device)
-        test = _metrics(task.test, test_probabilities)
+        test = _metrics(task.test, test_probabilities, model.decision_threshold)
     metrics = {
         "dev": run.best_record.dev,
         "test": test,
@@ -189,6 +195,7 @@ def finetune(
         "stopped_by": run.stop_reason,
         "trainable_parameters": count_trainable(model),
         **probes,
+        "decision_threshold": _threshold_summary(run, test_probabilities),
         "options": asdict(options),
         "history": [asdict(r) for r in run.history],
     }
@@ -318,7 +325,8 @@ def _tokens(split: LabelledSplit) -> int:
 def _evaluate(run: TrainingRun) -> None:
     """Score dev and keep the weights if best; `patience` stale evaluations stop training."""
     started = time.monotonic()
-    dev = _score(run.model, run.task.dev, run.options, run.device)
+    probabilities = _predict(run.model, run.task.dev, run.options, run.device)
+    dev = _metrics(run.task.dev, probabilities)
     run.last_eval_seconds = time.monotonic() - started
     run.score_rate = run.last_eval_seconds / max(_tokens(run.task.dev), 1)
     loss = round(run.loss_sum / run.loss_count, 5) if run.loss_count else None
@@ -339,19 +347,11 @@ def _evaluate(run: TrainingRun) -> None:
     if score > run.best_score:
         run.best_score, run.best_record, run.stale = score, record, 0
         run.best_state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+        run.best_dev_probabilities = probabilities
         return
     run.stale += 1
     if run.stale >= run.options.patience and run.stop_reason is None:
         run.stop_reason = "early_stopping"
-
-
-def _score(
-    model: TitansForSequenceClassification,
-    split: LabelledSplit,
-    options: FinetuneOptions,
-    device: torch.device,
-) -> dict[str, float | None]:
-    return _metrics(split, _predict(model, split, options, device))
 
 
 def _predict(
@@ -364,8 +364,28 @@ def _predict(
     return predict_proba(model, split.sequences, device=device, rc_average=options.rc_average)
 
 
-def _metrics(split: LabelledSplit, probabilities: np.ndarray) -> dict[str, float | None]:
-    return {k: _round(v) for k, v in classification_metrics(split.labels, probabilities).items()}
+def _metrics(
+    split: LabelledSplit, probabilities: np.ndarray, threshold: float | None = None
+) -> dict[str, float | None]:
+    scores = classification_metrics(split.labels, probabilities, threshold)
+    return {k: _round(v) for k, v in scores.items()}
+
+
+def _threshold_summary(run: TrainingRun, test_probabilities: np.ndarray | None) -> dict | None:
+    """The saved decision threshold and the MCCs it gives beside arg-max predictions (None
+    without one); `test` and `dev` in the metrics are at the threshold and at arg-max."""
+    threshold = run.model.decision_threshold
+    if threshold is None:
+        return None
+    dev, test = run.task.dev, run.task.test
+    summary = {
+        "threshold": _round(threshold),
+        "dev_mcc": _metrics(dev, run.best_dev_probabilities, threshold)["mcc"],
+        "dev_mcc_argmax": run.best_record.dev["mcc"],
+    }
+    if test_probabilities is not None:
+        summary["test_mcc_argmax"] = _metrics(test, test_probabilities)["mcc"]
+    return summary
 
 
 def _round(value: float | None) -> float | None:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from pipeline.metrics import predicted_classes
+
 UNIFORM_BITS_PER_BASE = 2.0  # log2(4): what a model that knows nothing about DNA scores
 
 
@@ -168,17 +170,20 @@ def classification_figure(
     labels: np.ndarray | None,
     probabilities: np.ndarray | None,
     label_names: Sequence[str],
+    *,
+    threshold: float | None = None,
 ) -> Figure:
     """A fine-tuning run: dev MCC and ROC-AUC against step, and on the test set (when given:
     label ids [N], probabilities [N, K]) ROC and precision-recall curves (the positive class,
-    or each class against the rest for K > 2) and the confusion matrix of arg-max predictions."""
+    or each class against the rest for K > 2) and the confusion matrix of the model's
+    predictions (arg-max, or class 1 from `threshold`)."""
     panels = 4 if labels is not None else 1
     figure = Figure(figsize=(3.6 * panels, 3.4))
     axes = np.atleast_1d(figure.subplots(1, panels))
     _dev_curve(axes[0], history)
     if labels is not None:
         _roc_and_pr(axes[1], axes[2], labels, probabilities, label_names)
-        _confusion(axes[3], labels, probabilities, label_names)
+        _confusion(axes[3], labels, probabilities, label_names, threshold)
     figure.tight_layout()
     return figure
 
@@ -217,10 +222,10 @@ def _roc_and_pr(roc_axes, pr_axes, labels, probabilities, label_names) -> None:
         axes.legend(fontsize="small")
 
 
-def _confusion(axes, labels, probabilities, label_names) -> None:
+def _confusion(axes, labels, probabilities, label_names, threshold) -> None:
     k = probabilities.shape[1]
     counts = np.zeros((k, k), dtype=np.int64)
-    np.add.at(counts, (labels, probabilities.argmax(axis=1)), 1)
+    np.add.at(counts, (labels, predicted_classes(probabilities, threshold)), 1)
     axes.imshow(counts, cmap="Blues")
     low, span = counts.min(), max(counts.max() - counts.min(), 1)
     for (i, j), n in np.ndenumerate(counts):

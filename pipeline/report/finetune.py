@@ -92,6 +92,7 @@ def _task_details(folder: Path, metrics: dict) -> str:
         "strands": _strand_decision(metrics),
         "model kept": _model_kept(metrics),
         "best dev MCC": fmt((metrics.get("dev") or {}).get("mcc")),
+        "decision rule": _decision_rule(metrics.get("decision_threshold")),
         "steps trained": fmt(metrics.get("steps")),
         "stopped by": STOP_REASONS.get(metrics.get("stopped_by"), metrics.get("stopped_by")),
         "backbone": metrics.get("checkpoint") or f"none (preset {metrics.get('preset')})",
@@ -100,7 +101,11 @@ def _task_details(folder: Path, metrics: dict) -> str:
     labels, probabilities = read_predictions(folder / PREDICTIONS_FILE, metrics.get("labels"))
     image = figure_png(
         classification_figure(
-            metrics.get("history") or [], labels, probabilities, metrics.get("labels") or []
+            metrics.get("history") or [],
+            labels,
+            probabilities,
+            metrics.get("labels") or [],
+            threshold=(metrics.get("decision_threshold") or {}).get("threshold"),
         )
     )
     return (
@@ -123,6 +128,16 @@ def _strand_decision(metrics: dict) -> str:
         f"{decision} (probe ROC-AUC {fmt(check['forward_auroc'])} forward, "
         f"{fmt(check['symmetric_auroc'])} strand-symmetric)"
     )
+
+
+def _decision_rule(summary: dict | None) -> str:
+    if summary is None:
+        return "the most probable label"
+    rule = f"second label from probability {fmt(summary['threshold'])}, chosen on dev"
+    scores = f"dev MCC {fmt(summary['dev_mcc'])}, {fmt(summary['dev_mcc_argmax'])} at arg-max"
+    if "test_mcc_argmax" in summary:
+        scores += f"; test MCC at arg-max {fmt(summary['test_mcc_argmax'])}"
+    return f"{rule} ({scores})"
 
 
 def _model_kept(metrics: dict) -> str:

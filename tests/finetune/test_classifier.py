@@ -68,6 +68,20 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded(tokens), model(tokens))
 
 
+def test_a_decision_threshold_is_saved_and_checked(tmp_path: Path) -> None:
+    model = TitansForSequenceClassification(tiny_config(), 2, decision_threshold=0.31)
+    model.save_pretrained(tmp_path / "clf")
+    assert (
+        TitansForSequenceClassification.from_pretrained(tmp_path / "clf").decision_threshold == 0.31
+    )
+    config = tmp_path / "clf" / "config.json"
+    config.write_text(config.read_text().replace("0.31", "1.5"))
+    with pytest.raises(CheckpointError, match=r"decision_threshold 1\.5"):
+        TitansForSequenceClassification.from_pretrained(tmp_path / "clf")
+    with pytest.raises(ValueError, match="two labels"):
+        TitansForSequenceClassification(tiny_config(), 3, decision_threshold=0.5)
+
+
 def test_backbone_comes_from_a_pretrained_lm(tiny_lm_checkpoint: Path) -> None:
     model = TitansForSequenceClassification.from_pretrained_backbone(tiny_lm_checkpoint, 2)
     lm = TitansLM.from_pretrained(tiny_lm_checkpoint)

@@ -91,6 +91,41 @@ def test_from_pretrained_then_predict(gue_slice, tiny_lm_checkpoint: Path, tmp_p
     np.testing.assert_allclose(own, probs, atol=1e-5)
 
 
+def test_binary_models_keep_the_dev_threshold_and_predict_with_it(
+    gue_slice, tiny_lm_checkpoint: Path, tmp_path: Path
+) -> None:
+    task = gue_slice("prom_core_all", train=96, dev=48, test=32)
+    tuned, plain = tmp_path / "tuned", tmp_path / "plain"
+    assert finetune(task, tuned, str(tiny_lm_checkpoint), "--no-probe-candidate") == 0
+    assert finetune(task, plain, str(tiny_lm_checkpoint), "--no-probe-candidate",
+                    "--no-tune-threshold") == 0  # fmt: skip
+    summary = metrics_of(tuned)["decision_threshold"]
+    assert 0 < summary["threshold"] < 1 and summary["dev_mcc"] >= summary["dev_mcc_argmax"]
+    # the same run and seed: only the decision rule differs
+    assert summary["test_mcc_argmax"] == metrics_of(plain)["test"]["mcc"]
+    assert metrics_of(plain)["decision_threshold"] is None
+    model = TitansForSequenceClassification.from_pretrained(tuned / "model")
+    assert model.decision_threshold == pytest.approx(summary["threshold"], abs=1e-6)
+    assert (
+        TitansForSequenceClassification.from_pretrained(plain / "model").decision_threshold is None
+    )
+
+    def predict(*extra: str) -> list[dict]:
+        path = tmp_path / f"predictions{len(extra)}.csv"
+        args = ["predict", str(task / "test.csv"), "--model", str(tuned), "-o", str(path)]
+        assert main([*args, *extra]) == 0
+        with open(path, newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    saved = predict()
+    # a threshold at the median calls half the examples positive, whatever arg-max would do
+    median = float(np.median([float(r["p_1"]) for r in saved]))
+    for threshold, rows in ((model.decision_threshold, saved),
+                            (median, predict("--threshold", repr(median)))):  # fmt: skip
+        called = [r["predicted"] == "1" for r in rows]
+        assert called == [float(r["p_1"]) >= threshold - 1e-6 for r in rows]
+
+
 def test_metrics_identify_the_task_and_the_backbone(
     gue_slice, tiny_lm_checkpoint: Path, tmp_path: Path
 ) -> None:

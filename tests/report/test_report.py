@@ -18,7 +18,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.errors import PipelineError
 from pipeline.report.embeddings import gc_share_of_pc1, read_window_embeddings
-from pipeline.report.figures import principal_components
+from pipeline.report.figures import classification_figure, principal_components
 from pipeline.report.finetune import finetune_rows
 from pipeline.report.html import ReportInputs, write_report
 
@@ -74,6 +74,10 @@ def _finetune_dir(root: Path, task: str, mcc: float, checksums: dict | None = No
     metrics.update(best_step=40, steps=40, stopped_by="early_stopping")
     metrics["strand_check"] = {"forward_auroc": 0.81, "symmetric_auroc": 0.74, "oriented": True}
     metrics["probe_candidate"] = {"dev": {"mcc": 0.2}}
+    if checksums is PROM_300_TATA:  # one binary model with a threshold chosen on dev, one without
+        metrics["decision_threshold"] = {
+            "threshold": 0.9, "dev_mcc": 0.35, "dev_mcc_argmax": mcc, "test_mcc_argmax": 0.29,
+        }  # fmt: skip
     rng = np.random.default_rng(len(task))
     labels = rng.integers(0, 2, size=40)
     p_one = np.clip(labels * 0.4 + rng.uniform(0, 0.6, size=40), 0, 1)
@@ -191,6 +195,8 @@ def test_report_has_metrics_table_images_and_provenance(outputs: ReportInputs, t
     assert "given strand only: labels depend on orientation" in document
     assert "beat the frozen-probe candidate (dev MCC 0.200)" in document
     assert "dev MCC stopped improving" in document
+    assert "second label from probability 0.900, chosen on dev (dev MCC 0.350, 0.310 at" in document
+    assert "test MCC at arg-max 0.290" in document and "the most probable label" in document
     assert re.search(r"PC1 variance explained by GC content \(R²\)</th><td>(9\d|100)%", document)
     finetune = _section(document, "Fine-tuning")
     table = re.search(r'<table class="metrics">(.*?)</table>', finetune, re.S).group(1)
@@ -303,3 +309,19 @@ def test_principal_components_follow_the_dominant_direction():
     scores, ratio = principal_components(data)
     assert abs(np.corrcoef(scores[:, 0], t)[0, 1]) > 0.99
     assert ratio[0] > 0.99 and scores.shape == (50, 2)
+
+
+def test_confusion_matrix_counts_the_models_decisions() -> None:
+    labels = np.array([0, 0, 1, 1])
+    positive = np.array([0.2, 0.6, 0.7, 0.95])
+    probabilities = np.stack([1 - positive, positive], axis=1)
+
+    def cells(threshold: float | None) -> list[str]:
+        figure = classification_figure(
+            [], labels, probabilities, ["no", "yes"], threshold=threshold
+        )
+        return [text.get_text() for text in figure.axes[3].texts]
+
+    # rows: true label, columns: predicted, in reading order
+    assert cells(None) == ["1", "1", "0", "2"]
+    assert cells(0.9) == ["2", "0", "1", "1"]

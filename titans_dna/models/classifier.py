@@ -47,6 +47,7 @@ class TitansForSequenceClassification(nn.Module):
         label_names: list[str] | None = None,
         classifier_dropout: float = 0.1,
         rc_average: bool = True,
+        decision_threshold: float | None = None,
     ):
         super().__init__()
         if num_labels < 2:
@@ -55,6 +56,10 @@ class TitansForSequenceClassification(nn.Module):
             raise ValueError(f"pooling must be one of {CLASSIFIER_POOLINGS}, got {pooling!r}")
         if label_names is not None and len(label_names) != num_labels:
             raise ValueError(f"{len(label_names)} label names for {num_labels} labels")
+        if decision_threshold is not None and not (num_labels == 2 and 0 < decision_threshold < 1):
+            raise ValueError(
+                f"decision_threshold {decision_threshold} needs two labels and a value in (0, 1)"
+            )
         self.config = config
         self.num_labels = num_labels
         self.pooling_kind = pooling
@@ -63,6 +68,9 @@ class TitansForSequenceClassification(nn.Module):
         # Whether predictions average both strands: off for tasks whose labels depend on
         # orientation (fine-tuning decides; `predict` follows unless told otherwise).
         self.rc_average = rc_average
+        # Probability of label 1 from which a binary classifier predicts it (None: arg-max);
+        # fine-tuning chooses it on dev, since MCC depends on it.
+        self.decision_threshold = decision_threshold
         self.lm = TitansLM(config)
         self.pool = SequencePooling(pooling, config.d_model, config.n_heads)
         self.dropout = nn.Dropout(classifier_dropout)
@@ -109,6 +117,7 @@ class TitansForSequenceClassification(nn.Module):
                 "label_names": self.label_names,
                 "classifier_dropout": self.classifier_dropout,
                 "rc_average": self.rc_average,
+                "decision_threshold": self.decision_threshold,
             },
         )
 
@@ -141,6 +150,7 @@ class TitansForSequenceClassification(nn.Module):
                 label_names=list(meta["label_names"]),
                 classifier_dropout=float(meta.get("classifier_dropout", 0.1)),
                 rc_average=bool(meta.get("rc_average", True)),
+                decision_threshold=_optional_float(meta.get("decision_threshold")),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"{directory}: invalid classifier config ({err})") from err
@@ -175,6 +185,10 @@ class TitansForSequenceClassification(nn.Module):
         )
         model.lm = lm
         return model
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def checkpoint_model_type(directory: str | Path) -> str | None:
