@@ -1,15 +1,16 @@
 """GUE fine-tuning benchmark: test MCC / AUROC under a wall-clock budget, scratch vs pretrained.
 
 For each task, `titans-dna finetune` runs in a fresh process with `--max-minutes BUDGET` (the
-full protocol: the five GUE tasks, 20 minutes each, on the CPU), once from scratch (tiny preset)
-and once from the pretrained checkpoint when one exists; `titans-dna evaluate` linear-probes the
+full protocol: the five GUE tasks, 20 minutes each, on the CPU, three seeds), from scratch (tiny
+preset) and from the pretrained checkpoint when one exists, once per seed; a row gives the mean
+and the sample standard deviation over the seeds; `titans-dna evaluate` linear-probes the
 pretrained model's frozen mean-pooled embeddings. Reference columns: the 3-6-mer logistic
 regression baseline measured on the same splits (data README) and fine-tuned DNABERT-2 as
 published. Prints a markdown table and appends it to docs/benchmarks.md under
 "## Fine-tuning on GUE".
 
     python bench/finetune.py                               # full protocol
-    python bench/finetune.py --tasks prom_300_tata,mouse_0 --minutes 4
+    python bench/finetune.py --tasks prom_300_tata,mouse_0 --minutes 4 --seeds 1
     python bench/finetune.py --jobs 2 --threads 1           # two runs at once, one core each
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -41,9 +43,12 @@ DNABERT2_CHECKED = {"prom_core_all", "tf_0", "tf_1"}
 COLUMNS = [
     "task",
     "model",
+    "seeds",
     "test MCC",
     "test AUROC",
+    "test MCC at arg-max",
     "dev MCC",
+    "threshold",
     "strands",
     "best step",
     "epochs",
@@ -63,16 +68,17 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = {
-        (task, label): partial(
-            run_finetune, Path(args.data) / task, checkpoint, sets,
-            out / f"{task}-{label.replace(' ', '-')}", args,
+        (task, label, seed): partial(
+            run_finetune, Path(args.data) / task, checkpoint, sets, seed,
+            out / f"{task}-{label.replace(' ', '-')}-seed{seed}", args,
         )
         for task in tasks
         for label, checkpoint, sets in model_rows(pretrained, args)
+        for seed in range(args.seeds)
     }  # fmt: skip
     if pretrained is not None and not args.no_probe:
         for task in tasks:
-            runs[task, "probe"] = partial(
+            runs[task, "probe", 0] = partial(
                 run_probe, Path(args.data) / task, pretrained, out / f"{task}-probe.json", args
             )
     # Longest first, so that concurrent jobs end together.
@@ -81,12 +87,12 @@ def main() -> int:
         results = dict(zip(order, pool.map(lambda key: runs[key](), order), strict=True))
     rows = []
     for task in tasks:
+        labels = [label for label, _, _ in model_rows(pretrained, args)]
         task_rows = [
-            row(task, label, metrics)
-            for (name, label), metrics in results.items()
-            if name == task and label != "probe"
+            row(task, label, [m for (t, lb, _), m in results.items() if (t, lb) == (task, label)])
+            for label in labels
         ]
-        probe = results.get((task, "probe"))
+        probe = results.get((task, "probe", 0))
         if probe is not None:
             task_rows[-1]["probe AUROC"] = probe["test"]["auroc"]
             task_rows[-1]["probe MCC"] = probe["test"]["mcc"]
@@ -102,6 +108,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated GUE tasks")
     parser.add_argument("--minutes", type=float, default=20.0, help="budget per fine-tune run")
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="runs per task and model: seeds 0..N-1"
+    )
     parser.add_argument(
         "--pretrained",
         default="auto",
@@ -157,14 +166,14 @@ def model_rows(
 
 
 def run_finetune(
-    task: Path, checkpoint: str, sets: list[str], out: Path, args: argparse.Namespace
+    task: Path, checkpoint: str, sets: list[str], seed: int, out: Path, args: argparse.Namespace
 ) -> dict:
     command = [
         sys.executable, "-m", "pipeline.cli", "finetune",
         "--task", str(task), "--checkpoint", checkpoint, "-o", str(out),
         "--max-minutes", str(args.minutes), "--epochs", "1000", "--patience", "6",
         "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-        "--preset", args.preset, "--device", args.device,
+        "--preset", args.preset, "--device", args.device, "--seed", str(seed),
     ]  # fmt: skip
     for item in sets:
         command += ["--set", item]
@@ -181,21 +190,40 @@ def run_probe(task: Path, checkpoint: Path, out: Path, args: argparse.Namespace)
     return json.loads(out.read_text())
 
 
-def row(task: str, label: str, metrics: dict) -> dict:
-    test, dev = metrics["test"] or {}, metrics["dev"]
-    reference = reference_for(metrics.get("task_files"))
+def row(task: str, label: str, runs: list[dict]) -> dict:
+    """One table row from the metrics of a task's runs (one per seed): mean ± standard deviation
+    of the scores, the mean of the rest."""
+
+    def values(get) -> list[float]:
+        return [v for v in (get(m) for m in runs) if v is not None]
+
+    def test_score(key: str):
+        return lambda m: (m["test"] or {}).get(key)
+
+    def threshold_score(key: str):
+        return lambda m: (m.get("decision_threshold") or {}).get(key)
+
+    reference = reference_for(runs[0].get("task_files"))
     kmer_mcc, kmer_auroc = (reference.kmer_mcc, reference.kmer_auroc) if reference else (None, None)
     dnabert = reference.dnabert2_mcc if reference else None
+    strands = {"both" if m["options"]["rc_average"] else "forward" for m in runs}
+    # without a threshold (more than two classes, or turned off) the test MCC is at arg-max
+    argmax = values(
+        lambda m: (m.get("decision_threshold") or {}).get("test_mcc_argmax", test_score("mcc")(m))
+    )
     return {
         "task": task,
         "model": label,
-        "test MCC": test.get("mcc"),
-        "test AUROC": test.get("auroc"),
-        "dev MCC": dev["mcc"],
-        "strands": "both" if metrics["options"]["rc_average"] else "forward",
-        "best step": metrics["best_step"],
-        "epochs": metrics["epochs_completed"],
-        "wall s": metrics["wall_seconds"],
+        "seeds": len(runs),
+        "test MCC": spread(values(test_score("mcc"))),
+        "test AUROC": spread(values(test_score("auroc"))),
+        "test MCC at arg-max": spread(argmax),
+        "dev MCC": spread(values(lambda m: m["dev"]["mcc"])),
+        "threshold": spread(values(threshold_score("threshold"))),
+        "strands": "/".join(sorted(strands)),
+        "best step": mean(values(lambda m: m["best_step"])),
+        "epochs": mean(values(lambda m: m["epochs_completed"])),
+        "wall s": mean(values(lambda m: m["wall_seconds"])),
         "k-mer LR MCC": kmer_mcc,
         "k-mer LR AUROC": kmer_auroc,
         "DNABERT-2 MCC": None
@@ -204,17 +232,29 @@ def row(task: str, label: str, metrics: dict) -> dict:
     }
 
 
+def spread(values: list[float]) -> str | float | None:
+    """`mean ± sample standard deviation` over seeds; the value itself for one seed."""
+    if len(values) < 2:
+        return values[0] if values else None
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def mean(values: list[float]) -> float | None:
+    return statistics.mean(values) if values else None
+
+
 def describe(args: argparse.Namespace, pretrained: Path | None) -> str:
     scope = (
         "full protocol"
-        if args.minutes >= 20 and len(args.tasks.split(",")) == 5
+        if args.minutes >= 20 and len(args.tasks.split(",")) == 5 and args.seeds >= 3
         else (
-            "reduced run (fewer tasks and/or a smaller budget than the full protocol: five tasks, "
-            "20 minutes each)"
+            "reduced run (fewer tasks, seeds or minutes than the full protocol: five tasks, "
+            "20 minutes each, three seeds)"
         )
     )
     return (
-        f"Budget {args.minutes:g} min per fine-tune run ({scope}); "
+        f"Budget {args.minutes:g} min per fine-tune run ({scope}), {args.seeds} seed(s) per row "
+        "(mean ± sample standard deviation); "
         + (
             f"from scratch: the {args.preset} preset ({args.scratch_variants.replace(',', ', ')}), "
             if args.scratch_variants
@@ -226,7 +266,9 @@ def describe(args: argparse.Namespace, pretrained: Path | None) -> str:
         + f"; batch {args.batch_size}, peak lr {args.lr:g}, cosine decay over the budget, "
         + "reverse-complement augmentation and strand-averaged scoring unless a linear probe "
         "on train finds the labels oriented, a linear-probe head on the frozen backbone as the "
-        "first candidate, model selected on dev MCC, test scored once. Probe: logistic "
+        "first candidate, model selected on dev MCC, for two classes the decision threshold "
+        "that maximises the selected model's dev MCC (test MCC at arg-max beside it), test "
+        "scored once. Probe: logistic "
         "regression on frozen mean-pooled embeddings of the pretrained model (C by 5-fold CV "
         "on train+dev). k-mer LR: 3-6-mer counts + logistic regression (C=0.1) on the same "
         "splits, from the data README. "
