@@ -186,3 +186,18 @@ def test_url_with_wrong_checksum_fails_and_leaves_nothing(
     log = (tmp_path / "results/demo/logs/fetch/genomes/bad.fa.log").read_text()
     assert f"sha256 mismatch: expected {'0' * 64}, got {good}" in log
     assert sorted(p.name for p in (tmp_path / "resources/genomes").iterdir()) == ["remote.fa"]
+
+
+def test_pretraining_genomes_mix_by_weight(config: dict, tmp_path: Path):
+    first, *_ = config["pretrain"]["genomes"]
+    config["pretrain"]["weights"] = {first: 3}
+    result = snakemake(tmp_path, "-n", "--cores", "2", config=write_config(tmp_path, config))
+    assert result.returncode == 0, result.stdout
+    weights = [3.0] + [1.0] * (len(config["pretrain"]["genomes"]) - 1)
+    assert f"--set 'data.weights={weights}'" in _rule_block(result.stdout, "pretrain")
+    config["pretrain"]["weights"] = {"lambda_phage": 1}  # a genome, but not a pretraining one
+    result = snakemake(tmp_path, "-n", config=write_config(tmp_path, config))
+    assert result.returncode != 0
+    assert (
+        "pretrain.weights names 'lambda_phage', which is not in pretrain.genomes" in result.stdout
+    )

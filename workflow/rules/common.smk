@@ -96,6 +96,14 @@ def scaled(base):
     return lambda wildcards, attempt: base * attempt
 
 
+def store_weights(weights):
+    """`--set data.weights=[...]` in the order of the stores, or nothing for sampling by length."""
+    if not weights:
+        return ""
+    ordered = [float(weights.get(name, 1)) for name in config["pretrain"]["genomes"]]
+    return shlex.join(["--set", f"data.weights={ordered}"])
+
+
 def flag_list(flag, paths):
     """`--flag path...`, or nothing for no paths (an empty list would be a usage error)."""
     return shlex.join([flag, *paths]) if paths else ""
@@ -118,6 +126,10 @@ for stage in ("pretrain", "embed"):
     for name in config[stage]["genomes"]:
         if name not in config["genomes"]:
             raise config_error(f"{stage}.genomes names {name!r}, which is not in genomes")
+
+for name in config["pretrain"]["weights"]:
+    if name not in config["pretrain"]["genomes"]:
+        raise config_error(f"pretrain.weights names {name!r}, which is not in pretrain.genomes")
 
 if config["long_context"]["genome"] not in config["pretrain"]["genomes"]:
     raise config_error(

@@ -18,6 +18,7 @@ rule pretrain:
         out=lambda wildcards, output: Path(output.summary).parent,
         launcher=launcher,
         config=lambda wildcards, input: flag_list("--config", input.config),
+        weights=store_weights(config["pretrain"]["weights"]),
         options=option_args(config["pretrain"]["options"]),
         device=device,
     log:
@@ -32,5 +33,6 @@ rule pretrain:
         runtime=scaled(240),
         gpu=0,
     shell:
-        "{params.launcher} pretrain {params.config} --store {input.stores:q} {params.options}"
+        "{params.launcher} pretrain {params.config} --store {input.stores:q} {params.weights}"
+        " {params.options}"
         " --device {params.device} -o {params.out:q} > {log:q} 2>&1"
