@@ -53,6 +53,7 @@ COLUMNS = [
     "best step",
     "epochs",
     "wall s",
+    "dev scoring %",
     "probe AUROC",
     "probe MCC",
     "k-mer LR MCC",
@@ -224,12 +225,19 @@ def row(task: str, label: str, runs: list[dict]) -> dict:
         "best step": mean(values(lambda m: m["best_step"])),
         "epochs": mean(values(lambda m: m["epochs_completed"])),
         "wall s": mean(values(lambda m: m["wall_seconds"])),
+        "dev scoring %": mean(values(scoring_share)),
         "k-mer LR MCC": kmer_mcc,
         "k-mer LR AUROC": kmer_auroc,
         "DNABERT-2 MCC": None
         if dnabert is None
         else f"{dnabert:.3f}" + ("" if task in DNABERT2_CHECKED else " †"),
     }
+
+
+def scoring_share(metrics: dict) -> float | None:
+    """Per cent of the run's wall time spent scoring dev during training."""
+    scoring = metrics.get("dev_scoring_seconds")
+    return None if scoring is None else 100 * scoring / metrics["wall_seconds"]
 
 
 def spread(values: list[float]) -> str | float | None:

@@ -10,7 +10,7 @@ The schedule runs on progress = max(step / planned steps, elapsed / deadline), s
 wall-clock budget the learning rate still decays to zero by its end. The deadline is the budget
 less the predicted time of the final dev and test scoring, so the whole run fits the budget.
 Dev is scored (MCC, on strand-averaged probabilities unless oriented) after every epoch and,
-under a budget, every tenth of it, but never so often that scoring takes more than about a fifth
+under a budget, every tenth of it, but never so often that scoring takes more than about a tenth
 of the run; the best dev MCC (ties broken by dev AUROC) selects the saved model and `patience`
 evaluations without improvement stop training. For two classes, the decision threshold that
 maximises the selected model's dev MCC is then saved with it (MCC depends on the threshold:
@@ -47,8 +47,9 @@ from titans_dna.models.classifier import (
 
 log = logging.getLogger("pipeline")
 EVALS_PER_BUDGET = 10
-# Train at least this many times as long as the previous dev scoring took before scoring again.
-TRAIN_PER_EVAL = 4
+# Train at least this many times as long as the previous dev scoring took before scoring again:
+# dev scoring then takes at most a tenth of the run.
+TRAIN_PER_EVAL = 9
 
 
 @dataclass
@@ -111,6 +112,7 @@ class TrainingRun:
         self.stop_reason: str | None = None
         self.loss_sum, self.loss_count = 0.0, 0
         self.last_eval_time, self.last_eval_seconds = self.start, 0.0
+        self.eval_seconds = 0.0  # all dev scoring so far
         # Seconds per scored token, measured on dev; predicts the final scoring's duration.
         self.score_rate: float | None = None
         self.final_tokens = _tokens(task.dev) + (_tokens(task.test) if task.test else 0)
@@ -184,6 +186,7 @@ def finetune(
         "dev": run.best_record.dev,
         "test": test,
         "wall_seconds": round(run.elapsed(), 2),
+        "dev_scoring_seconds": round(run.eval_seconds, 2),
         "train_examples": len(task.train),
         "dev_examples": len(task.dev),
         "test_examples": len(task.test) if task.test is not None else 0,
@@ -328,6 +331,7 @@ def _evaluate(run: TrainingRun) -> None:
     probabilities = _predict(run.model, run.task.dev, run.options, run.device)
     dev = _metrics(run.task.dev, probabilities)
     run.last_eval_seconds = time.monotonic() - started
+    run.eval_seconds += run.last_eval_seconds
     run.score_rate = run.last_eval_seconds / max(_tokens(run.task.dev), 1)
     loss = round(run.loss_sum / run.loss_count, 5) if run.loss_count else None
     run.loss_sum, run.loss_count = 0.0, 0

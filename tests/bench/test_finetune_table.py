@@ -23,6 +23,7 @@ def run_metrics(mcc: float, threshold: dict | None) -> dict:
         "best_step": 10,
         "epochs_completed": 2.0,
         "wall_seconds": 60.0,
+        "dev_scoring_seconds": 3.0,
     }
 
 
@@ -37,6 +38,7 @@ def test_a_row_gives_mean_and_spread_over_seeds() -> None:
     assert row["test MCC at arg-max"] == "0.100 ± 0.141"  # 0.0 is a value, not a missing one
     assert row["threshold"] == "0.500 ± 0.141"
     assert row["test AUROC"] == "0.800 ± 0.000" and row["best step"] == 10
+    assert row["dev scoring %"] == 5.0
     assert row["k-mer LR MCC"] is None  # not a known task's files
 
 

@@ -33,7 +33,7 @@ def check_metrics(out: Path, train_examples: int) -> dict:
         assert 0 <= metrics[split]["accuracy"] <= 1 and 0 <= metrics[split]["f1"] <= 1
         assert 0 <= metrics[split]["auroc"] <= 1
     assert metrics["train_examples"] == train_examples
-    assert metrics["wall_seconds"] > 0
+    assert metrics["wall_seconds"] > metrics["dev_scoring_seconds"] > 0
     assert metrics["history"] and metrics["steps"] >= 1
     return metrics
 
@@ -250,6 +250,18 @@ def test_output_in_a_missing_folder_fails_before_any_work(
     task = gue_slice("prom_core_all", train=20, dev=0, test=0)
     assert finetune(task, tmp_path / "missing" / "run", "none") == 3
     one_line_error(capsys, "does not exist")
+
+
+def test_dev_scoring_waits_for_nine_times_its_cost_in_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Scoring dev takes at most a tenth of a run: after a 2 s scoring, 18 s of training."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(train_module.time, "monotonic", lambda: 1000.0)
+    for trained, due in ((17.9, False), (18.0, True)):
+        run = SimpleNamespace(last_eval_time=1000.0 - trained, last_eval_seconds=2.0)
+        assert train_module._scoring_affordable(run) is due
 
 
 def test_schedule_warms_up_then_decays() -> None:
