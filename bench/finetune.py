@@ -137,6 +137,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs at once (each with --threads threads)"
     )
+    parser.add_argument(
+        "--tune-threshold",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="finetune --tune-threshold: test MCC at the dev-chosen threshold, arg-max beside it",
+    )
     parser.add_argument("--no-probe", action="store_true", help="skip the linear probe")
     parser.add_argument("--no-append", action="store_true", help="do not touch docs/benchmarks.md")
     return parser.parse_args()
@@ -176,6 +182,8 @@ def run_finetune(
         "--batch-size", str(args.batch_size), "--lr", str(args.lr),
         "--preset", args.preset, "--device", args.device, "--seed", str(seed),
     ]  # fmt: skip
+    if args.tune_threshold:
+        command.append("--tune-threshold")
     for item in sets:
         command += ["--set", item]
     _run(command, args.threads, out.with_name(out.name + ".log"))
@@ -274,9 +282,14 @@ def describe(args: argparse.Namespace, pretrained: Path | None) -> str:
         + f"; batch {args.batch_size}, peak lr {args.lr:g}, cosine decay over the budget, "
         + "reverse-complement augmentation and strand-averaged scoring unless a linear probe "
         "on train finds the labels oriented, a linear-probe head on the frozen backbone as the "
-        "first candidate, model selected on dev MCC, for two classes the decision threshold "
-        "that maximises the selected model's dev MCC (test MCC at arg-max beside it), test "
-        "scored once. Probe: logistic "
+        "first candidate, model selected on dev MCC, "
+        + (
+            "for two classes the decision threshold that maximises the selected model's dev MCC "
+            "(test MCC at arg-max beside it), "
+            if args.tune_threshold
+            else "arg-max predictions, "
+        )
+        + "test scored once. Probe: logistic "
         "regression on frozen mean-pooled embeddings of the pretrained model (C by 5-fold CV "
         "on train+dev). k-mer LR: 3-6-mer counts + logistic regression (C=0.1) on the same "
         "splits, from the data README. "

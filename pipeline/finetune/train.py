@@ -12,10 +12,10 @@ less the predicted time of the final dev and test scoring, so the whole run fits
 Dev is scored (MCC, on strand-averaged probabilities unless oriented) after every epoch and,
 under a budget, every tenth of it, but never so often that scoring takes more than about a tenth
 of the run; the best dev MCC (ties broken by dev AUROC) selects the saved model and `patience`
-evaluations without improvement stop training. For two classes, the decision threshold that
-maximises the selected model's dev MCC is then saved with it (MCC depends on the threshold:
-a model can rank well and still call too many positives at 0.5). Test is scored once, with the
-selected model and its threshold, and never used for any choice.
+evaluations without improvement stop training. For two classes and `tune_threshold`, the decision
+threshold that maximises the selected model's dev MCC is then saved with it (MCC depends on the
+threshold: a model can rank well and still call too many positives at 0.5). Test is scored once,
+with the selected model (and its threshold), and never used for any choice.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class FinetuneOptions:
     rc_average: bool = True
     strand_check: bool = True
     probe_candidate: bool = True
-    tune_threshold: bool = True
+    tune_threshold: bool = False  # measured on GUE: no gain on average (docs/benchmarks.md)
     freeze_backbone: bool = False
     patience: int = 4
     seed: int = 0

@@ -96,9 +96,9 @@ def test_binary_models_keep_the_dev_threshold_and_predict_with_it(
 ) -> None:
     task = gue_slice("prom_core_all", train=96, dev=48, test=32)
     tuned, plain = tmp_path / "tuned", tmp_path / "plain"
-    assert finetune(task, tuned, str(tiny_lm_checkpoint), "--no-probe-candidate") == 0
-    assert finetune(task, plain, str(tiny_lm_checkpoint), "--no-probe-candidate",
-                    "--no-tune-threshold") == 0  # fmt: skip
+    assert finetune(task, tuned, str(tiny_lm_checkpoint), "--no-probe-candidate",
+                    "--tune-threshold") == 0  # fmt: skip
+    assert finetune(task, plain, str(tiny_lm_checkpoint), "--no-probe-candidate") == 0
     summary = metrics_of(tuned)["decision_threshold"]
     assert 0 < summary["threshold"] < 1 and summary["dev_mcc"] >= summary["dev_mcc_argmax"]
     # the same run and seed: only the decision rule differs
