@@ -9,13 +9,13 @@ warmup then cosine (or linear) decay, length-bucketed batches, reverse-complemen
 The schedule runs on progress = max(step / planned steps, elapsed / deadline), so with a
 wall-clock budget the learning rate still decays to zero by its end. The deadline is the budget
 less the predicted time of the final dev and test scoring, so the whole run fits the budget.
-Dev is scored (MCC, on strand-averaged probabilities unless oriented) after every epoch and,
-under a budget, every tenth of it, but never so often that scoring takes more than about a tenth
-of the run; the best dev MCC (ties broken by dev AUROC) selects the saved model and `patience`
-evaluations without improvement stop training. For two classes and `tune_threshold`, the decision
-threshold that maximises the selected model's dev MCC is then saved with it (MCC depends on the
-threshold: a model can rank well and still call too many positives at 0.5). Test is scored once,
-with the selected model (and its threshold), and never used for any choice.
+Dev is scored (MCC, on strand-averaged probabilities unless oriented) after every epoch and, under
+a budget, every tenth of it, but never so often that scoring takes more than about a tenth of the
+run (EVAL_SHARE); the best dev MCC (ties broken by dev AUROC) selects the saved model and
+`patience` evaluations without improvement stop training. For two classes and `tune_threshold`, the
+decision threshold that maximises the selected model's dev MCC is then saved with it (MCC depends
+on the threshold: a model can rank well and still call too many positives at 0.5). Test is scored
+once, with the selected model (and its threshold), and never used for any choice.
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ from titans_dna.models.classifier import (
 
 log = logging.getLogger("pipeline")
 EVALS_PER_BUDGET = 10
-# Train at least this many times as long as the previous dev scoring took before scoring again:
-# dev scoring then takes at most a tenth of the run.
-TRAIN_PER_EVAL = 9
+# Dev scoring during training stays within this share of the run (the probe candidate's scoring
+# included); the final scoring of the last steps adds one more, for under a tenth in all.
+EVAL_SHARE = 0.08
 
 
 @dataclass
@@ -310,8 +310,9 @@ def _budget_spent(run: TrainingRun) -> bool:
 
 
 def _scoring_affordable(run: TrainingRun) -> bool:
-    """Enough training since the last dev scoring to keep scoring a small share of the run."""
-    return time.monotonic() - run.last_eval_time >= TRAIN_PER_EVAL * run.last_eval_seconds
+    """Scoring dev once more (as long as last time) keeps all of it within EVAL_SHARE of the run."""
+    scoring = run.eval_seconds + run.last_eval_seconds
+    return scoring <= EVAL_SHARE * (run.elapsed() + run.last_eval_seconds)
 
 
 def _interim_eval_due(run: TrainingRun) -> bool:
