@@ -28,6 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output folders of finetune, one per task (the folder name is the task name)",
     )
     parser.add_argument(
+        "--finetune-seeds",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="finetune output folders of the same tasks with other seeds (matched by their "
+        "split files): the table adds the test MCC's mean and spread over seeds",
+    )
+    parser.add_argument(
         "--probes",
         type=Path,
         nargs="+",
@@ -66,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     spec = ReportInputs(
         pretrain=args.pretrain,
         finetune=args.finetune,
+        finetune_seeds=args.finetune_seeds,
         probes=args.probes,
         embeddings=args.embeddings,
         long_context=args.long_context,

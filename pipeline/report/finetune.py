@@ -1,5 +1,6 @@
-"""The report's fine-tuning section: one table of every task beside the zero-shot linear probe
-and the reference numbers, then per task how training went (strand decision, probe candidate,
+"""The report's fine-tuning section: one table of every task beside the zero-shot linear probe,
+the spread over fine-tuning seeds (when runs with other seeds are given) and the reference
+numbers, then per task how training went (strand decision, probe candidate,
 best step, stop reason, dev curve) and the test set's ROC and precision-recall curves and
 confusion matrix drawn from finetune's test_predictions.csv."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import html
+import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -30,28 +32,43 @@ def _identity(metrics: dict) -> tuple | None:
     return tuple(sorted((split, entry["sha256"]) for split, entry in files.items())) or None
 
 
-def finetune_rows(folders: Iterable[Path], probes: Sequence[Path] = ()) -> list[dict]:
-    """One row per task folder: test metrics, the zero-shot probe of the same task (matched by
-    its split files) and the reference numbers of a known task."""
-    return _rows([(folder, read_json(folder / "metrics.json")) for folder in folders], probes)
+def finetune_rows(
+    folders: Iterable[Path], probes: Sequence[Path] = (), seeds: Sequence[Path] = ()
+) -> list[dict]:
+    """One row per task folder: test metrics, the zero-shot probe and the runs with other seeds
+    of the same task (both matched by its split files) and the reference numbers of a known
+    task."""
+    runs = [(folder, read_json(folder / "metrics.json")) for folder in folders]
+    return _rows(runs, probes, seeds)
 
 
-def _rows(runs: Sequence[tuple[Path, dict]], probes: Sequence[Path]) -> list[dict]:
+def _rows(
+    runs: Sequence[tuple[Path, dict]], probes: Sequence[Path], seeds: Sequence[Path] = ()
+) -> list[dict]:
     probe_by_task = {}
     for path in probes:
         probe = read_json(path)
         probe_by_task[_identity(probe)] = probe.get("test") or {}
+    seed_mccs: dict[tuple | None, list[float]] = {}
+    for folder in seeds:
+        metrics = read_json(folder / "metrics.json")
+        seed_mccs.setdefault(_identity(metrics), []).append((metrics.get("test") or {}).get("mcc"))
     rows = []
     for folder, metrics in runs:
         test, dev = metrics.get("test") or {}, metrics.get("dev") or {}
         reference = reference_for(metrics.get("task_files"))
         identity = _identity(metrics)
         probe = probe_by_task.get(identity, {}) if identity else {}
+        spread = {}
+        if seeds:
+            mccs = [test.get("mcc"), *(seed_mccs.get(identity, []) if identity else [])]
+            spread = _seed_spread([m for m in mccs if m is not None])
         rows.append(
             {
                 "task": folder.name,
                 "known as": reference.name if reference else None,
                 "test MCC": test.get("mcc"),
+                **spread,
                 "test AUROC": test.get("auroc"),
                 "test accuracy": test.get("accuracy"),
                 "test F1": test.get("f1"),
@@ -68,21 +85,39 @@ def _rows(runs: Sequence[tuple[Path, dict]], probes: Sequence[Path]) -> list[dic
     return rows
 
 
+def _seed_spread(mccs: list[float]) -> dict:
+    """Mean ± sample standard deviation of the test MCC over the seeds run."""
+    text = f"{statistics.mean(mccs):.3f}" if mccs else None
+    if len(mccs) > 1:
+        text += f" ± {statistics.stdev(mccs):.3f}"
+    return {"seeds": len(mccs), "test MCC over seeds": text}
+
+
 def _whole(value: float | None) -> int | None:
     return None if value is None else round(value)
 
 
-def finetune_section(folders: Sequence[Path], probes: Sequence[Path] = ()) -> str:
+def finetune_section(
+    folders: Sequence[Path], probes: Sequence[Path] = (), seeds: Sequence[Path] = ()
+) -> str:
     runs = [(folder, read_json(folder / "metrics.json")) for folder in folders]
+    seed_note = (
+        " Over seeds: the same task fine-tuned with seeds 0, 1, ... (mean ± sample standard "
+        "deviation of test MCC); the model shown and used is seed 0's."
+        if seeds
+        else ""
+    )
     return (
         "<h2>Fine-tuning</h2>"
-        + metrics_table(_rows(runs, probes))
+        + metrics_table(_rows(runs, probes, seeds))
         + "<p class=note>MCC: Matthews correlation coefficient on the test split. Probe: the "
         "frozen pretrained model's mean-pooled embeddings with a logistic regression (titans-dna "
         "evaluate), the fair comparison with k-mer LR: 3-6-mer counts + logistic regression "
         "(C=0.1), measured on the same splits. DNABERT-2: fine-tuned 117M model as published "
         "(Zhou et al., ICLR 2024). Reference numbers are shown only for a task whose train, dev "
-        "and test files are exactly a known task's (by sha256); a dash means not available.</p>"
+        "and test files are exactly a known task's (by sha256); a dash means not available."
+        + seed_note
+        + "</p>"
         + "".join(_task_details(folder, metrics) for folder, metrics in runs)
     )
 

@@ -63,6 +63,7 @@ class ReportInputs:
 
     pretrain: Path | None = None
     finetune: list[Path] = field(default_factory=list)
+    finetune_seeds: list[Path] = field(default_factory=list)
     probes: list[Path] = field(default_factory=list)
     embeddings: list[Path] = field(default_factory=list)
     long_context: Path | None = None
@@ -79,7 +80,7 @@ def write_report(spec: ReportInputs, out: str | Path) -> None:
     _check_inputs(spec)
     sections = [
         _pretrain_section(spec.pretrain) if spec.pretrain else "",
-        finetune_section(spec.finetune, spec.probes) if spec.finetune else "",
+        finetune_section(spec.finetune, spec.probes, spec.finetune_seeds) if spec.finetune else "",
         "".join(embedding_section(path) for path in spec.embeddings),
         _long_context_section(spec.long_context) if spec.long_context else "",
         "".join(_variant_section(path) for path in spec.variants),
@@ -100,7 +101,7 @@ def _check_inputs(spec: ReportInputs) -> None:
         )
     if spec.pretrain is not None:
         metrics_file(spec.pretrain)
-    for folder in spec.finetune:
+    for folder in [*spec.finetune, *spec.finetune_seeds]:
         _require(folder / "metrics.json", "missing (expected the output of titans-dna finetune)")
     optional = [p for p in (spec.config, spec.long_context) if p is not None]
     for path in [*spec.embeddings, *spec.probes, *spec.variants, *spec.inputs, *optional]:

@@ -270,7 +270,10 @@ def test_report_cli_and_missing_input(outputs: ReportInputs, tmp_path: Path, cap
     argv = ["report", "--pretrain", str(outputs.pretrain), "--finetune"]
     argv += [str(p) for p in outputs.finetune] + ["--embeddings", str(outputs.embeddings[0])]
     assert main([*argv, "--config", str(outputs.config), "-o", str(out)]) == 0
-    assert out.is_file()
+    assert out.is_file() and "over seeds" not in out.read_text()
+    argv += ["--finetune-seeds", str(outputs.finetune[0])]  # a task's run counted as a seed run
+    assert main([*argv, "--config", str(outputs.config), "-o", str(out)]) == 0
+    assert "test MCC over seeds</th>" in out.read_text()
     missing = tmp_path / "finetune" / "absent_task"
     missing.mkdir()
     bad = tmp_path / "bad.html"
@@ -325,3 +328,13 @@ def test_confusion_matrix_counts_the_models_decisions() -> None:
     # rows: true label, columns: predicted, in reading order
     assert cells(None) == ["1", "1", "0", "2"]
     assert cells(0.9) == ["2", "0", "1", "1"]
+
+
+def test_seed_runs_of_the_same_task_give_the_spread(tmp_path: Path):
+    main_run = _finetune_dir(tmp_path, "promoters", 0.30, PROM_300_TATA)
+    seeds = [_finetune_dir(tmp_path / f"seed{n}", "promoters", mcc, PROM_300_TATA)
+             for n, mcc in ((1, 0.34), (2, 0.38))]  # fmt: skip
+    other = _finetune_dir(tmp_path / "other", "promoters", 0.9)  # other files: not a seed of it
+    (row,) = finetune_rows([main_run], seeds=[*seeds, other])
+    assert row["seeds"] == 3 and row["test MCC over seeds"] == "0.340 ± 0.040"
+    assert "seeds" not in finetune_rows([main_run])[0]  # no seed runs, no seed columns

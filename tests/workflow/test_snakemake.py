@@ -201,3 +201,16 @@ def test_pretraining_genomes_mix_by_weight(config: dict, tmp_path: Path):
     assert (
         "pretrain.weights names 'lambda_phage', which is not in pretrain.genomes" in result.stdout
     )
+
+
+def test_fine_tuning_seeds_are_planned_and_reported(config: dict, tmp_path: Path):
+    config["finetune"]["seeds"] = 3
+    result = snakemake(tmp_path, "-n", "--cores", "2", config=write_config(tmp_path, config))
+    assert result.returncode == 0, result.stdout
+    jobs = _planned_jobs(result.stdout)
+    tasks = len(config["finetune"]["tasks"])
+    assert jobs["finetune"] == tasks and jobs["finetune_seed"] == 2 * tasks
+    assert "--seed 0 " in _rule_block(result.stdout, "finetune")
+    assert re.search(r"--seed [12] ", _rule_block(result.stdout, "finetune_seed"))
+    command = _rule_block(result.stdout, "report").split("titans-dna report", 1)[1]
+    assert command.count("finetune_seeds/") == 2 * tasks and "--finetune-seeds " in command

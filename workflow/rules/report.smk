@@ -30,6 +30,7 @@ rule report:
         summary=f"{RESULTS}/pretrain/summary.json",
         model=MODEL,
         finetune=expand(f"{RESULTS}/finetune/{{task}}", task=TASKS),
+        finetune_seeds=SEED_RUNS,
         probes=expand(f"{RESULTS}/probe/{{task}}.json", task=TASKS),
         embeddings=expand(f"{RESULTS}/embeddings/{{genome}}.h5", genome=EMBED_GENOMES),
         long_context=LONG_CONTEXT,
@@ -42,6 +43,7 @@ rule report:
         pretrain=lambda wildcards, input: Path(input.summary).parent,
         benchmarks=BENCHMARKS,
         finetune=lambda wildcards, input: flag_list("--finetune", input.finetune),
+        seeds=lambda wildcards, input: flag_list("--finetune-seeds", input.finetune_seeds),
         probes=lambda wildcards, input: flag_list("--probes", input.probes),
         embeddings=lambda wildcards, input: flag_list("--embeddings", input.embeddings),
         variants=lambda wildcards, input: flag_list("--variants", input.variants),
@@ -56,7 +58,8 @@ rule report:
         mem_mb=scaled(2000),
         runtime=scaled(30),
     shell:
-        "titans-dna report --pretrain {params.pretrain:q} {params.finetune} {params.probes}"
+        "titans-dna report --pretrain {params.pretrain:q} {params.finetune} {params.seeds}"
+        " {params.probes}"
         " {params.embeddings}"
         " --long-context {input.long_context:q} {params.variants} --inputs {input.inputs:q}"
         " --config {input.config:q} --benchmarks {params.benchmarks:q} -o {output:q}"
