@@ -90,12 +90,13 @@ def _slurm_dry_run(tmp_path: Path, config: dict, *args: str) -> str:
 
 
 def test_dry_run_with_the_slurm_profiles(config: dict, tmp_path: Path):
+    config["finetune"]["seeds"] = 2
     text = _slurm_dry_run(tmp_path, config)
     pretrain = _rule_block(text, "pretrain")
     assert "-m torch.distributed.run --standalone --nproc_per_node 4 -m pipeline.cli" in pretrain
     for resource in ("gpu=4", "mem_mb=128000", "slurm_account=my_lab"):
         assert resource in pretrain
-    for rule in ("finetune", "score_variants"):
+    for rule in ("finetune", "finetune_seed", "score_variants"):
         assert re.search(r"gpu=1.*?--device cuda", _rule_block(text, rule), re.S), rule
     assert re.search(r"titans-dna fetch \S+lambda_phage.fa.gz --sha256 08fe", text)
 
