@@ -1,8 +1,8 @@
-"""The report's fine-tuning section: one table of every task beside the zero-shot linear probe,
-the spread over fine-tuning seeds (when runs with other seeds are given) and the reference
-numbers, then per task how training went (strand decision, probe candidate,
-best step, stop reason, dev curve) and the test set's ROC and precision-recall curves and
-confusion matrix drawn from finetune's test_predictions.csv."""
+"""The report's fine-tuning section: one table of every task beside the zero-shot linear probe, the
+spread over fine-tuning seeds (when runs with other seeds are given) and the reference numbers,
+then per task how training went (strand decision, probe candidate, best step, stop reason, dev
+curve) and the test set's ROC and precision-recall curves and confusion matrix drawn from
+finetune's test_predictions.csv."""
 
 from __future__ import annotations
 
