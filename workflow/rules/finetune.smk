@@ -3,10 +3,6 @@
 # shows as a spread. The output folder (metrics.json, model/, label_map.json) is written
 # atomically by the command.
 
-FINETUNE_SHELL = (
-    "titans-dna finetune --task {params.task:q} --checkpoint {input.model:q} --seed {params.seed}"
-    " -o {output:q} --device {params.device} {params.options} > {log:q} 2>&1"
-)
 SEED_RUNS = expand(
     f"{RESULTS}/finetune_seeds/{{task}}/seed{{seed}}",
     task=TASKS,
@@ -39,7 +35,8 @@ rule finetune:
         runtime=scaled(120),
         gpu=0,
     shell:
-        FINETUNE_SHELL
+        "titans-dna finetune --task {params.task:q} --checkpoint {input.model:q} --seed {params.seed}"
+        " -o {output:q} --device {params.device} {params.options} > {log:q} 2>&1"
 
 
 use rule finetune as finetune_seed with:
@@ -49,10 +46,7 @@ use rule finetune as finetune_seed with:
         task=alternatives(TASKS),
         seed=r"[1-9]\d*",
     params:
-        task=lambda wildcards: task_folder(wildcards.task),
         seed=lambda wildcards: wildcards.seed,
-        options=option_args(config["finetune"]["options"]),
-        device=device,
     log:
         f"{LOGS}/finetune_seeds/{{task}}/seed{{seed}}.log",
     benchmark:
