@@ -54,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, _ = load_classifier(args.checkpoint, device)
     if args.threshold is not None:
-        if model.num_labels != 2:
-            problem = f"has {model.num_labels} labels; --threshold needs a binary classifier"
-            raise input_error(args.checkpoint, problem)
-        model.decision_threshold = args.threshold
+        try:
+            model.decision_threshold = args.threshold
+        except ValueError as err:
+            raise input_error(args.checkpoint, f"--threshold: {err}") from None
     predict_file(
         model, args.input, args.output, device=device, rc_average=args.rc_average,
         reference=args.reference, genome=args.genome, invalid=args.invalid,

@@ -56,10 +56,6 @@ class TitansForSequenceClassification(nn.Module):
             raise ValueError(f"pooling must be one of {CLASSIFIER_POOLINGS}, got {pooling!r}")
         if label_names is not None and len(label_names) != num_labels:
             raise ValueError(f"{len(label_names)} label names for {num_labels} labels")
-        if decision_threshold is not None and not (num_labels == 2 and 0 < decision_threshold < 1):
-            raise ValueError(
-                f"decision_threshold {decision_threshold} needs two labels and a value in (0, 1)"
-            )
         self.config = config
         self.num_labels = num_labels
         self.pooling_kind = pooling
@@ -68,13 +64,26 @@ class TitansForSequenceClassification(nn.Module):
         # Whether predictions average both strands: off for tasks whose labels depend on
         # orientation (fine-tuning decides; `predict` follows unless told otherwise).
         self.rc_average = rc_average
-        # Probability of label 1 from which a binary classifier predicts it (None: arg-max);
-        # fine-tuning chooses it on dev, since MCC depends on it.
         self.decision_threshold = decision_threshold
         self.lm = TitansLM(config)
         self.pool = SequencePooling(pooling, config.d_model, config.n_heads)
         self.dropout = nn.Dropout(classifier_dropout)
         self.head = nn.Linear(config.d_model, num_labels)
+
+    @property
+    def decision_threshold(self) -> float | None:
+        """Probability of label 1 from which a binary classifier predicts it (None: arg-max);
+        fine-tuning chooses it on dev, since MCC depends on it."""
+        return self._decision_threshold
+
+    @decision_threshold.setter
+    def decision_threshold(self, value: float | None) -> None:
+        if value is not None and not (self.num_labels == 2 and 0 < value < 1):
+            raise ValueError(
+                f"decision_threshold {value} needs two labels (this classifier has "
+                f"{self.num_labels}) and a value in (0, 1)"
+            )
+        self._decision_threshold = value
 
     def forward(
         self, tokens: Tensor, attention_mask: Tensor | None = None, *, piece_len: int | None = None
