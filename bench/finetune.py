@@ -30,6 +30,7 @@ from pathlib import Path
 from common import REPO, SHARED_DATA, append_section, markdown_table
 
 from pipeline.report.baselines import reference_for
+from pipeline.report.markup import mean_and_spread
 
 TASKS = ("prom_core_all", "prom_300_tata", "tf_0", "tf_1", "mouse_0")
 # Where bench/pretrain.py leaves its model (first match wins).
@@ -86,9 +87,8 @@ def main() -> int:
     order = sorted(runs, key=lambda key: key[1] == "probe")
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = dict(zip(order, pool.map(lambda key: runs[key](), order), strict=True))
-    rows = []
+    rows, labels = [], [label for label, _, _ in model_rows(pretrained, args)]
     for task in tasks:
-        labels = [label for label, _, _ in model_rows(pretrained, args)]
         task_rows = [
             row(task, label, [m for (t, lb, _), m in results.items() if (t, lb) == (task, label)])
             for label in labels
@@ -209,26 +209,24 @@ def row(task: str, label: str, runs: list[dict]) -> dict:
     def test_score(key: str):
         return lambda m: (m["test"] or {}).get(key)
 
-    def threshold_score(key: str):
-        return lambda m: (m.get("decision_threshold") or {}).get(key)
+    def threshold_summary(m: dict) -> dict:
+        return m.get("decision_threshold") or {}
 
     reference = reference_for(runs[0].get("task_files"))
     kmer_mcc, kmer_auroc = (reference.kmer_mcc, reference.kmer_auroc) if reference else (None, None)
     dnabert = reference.dnabert2_mcc if reference else None
     strands = {"both" if m["options"]["rc_average"] else "forward" for m in runs}
     # without a threshold (more than two classes, or turned off) the test MCC is at arg-max
-    argmax = values(
-        lambda m: (m.get("decision_threshold") or {}).get("test_mcc_argmax", test_score("mcc")(m))
-    )
+    argmax = values(lambda m: threshold_summary(m).get("test_mcc_argmax", test_score("mcc")(m)))
     return {
         "task": task,
         "model": label,
         "seeds": len(runs),
-        "test MCC": spread(values(test_score("mcc"))),
-        "test AUROC": spread(values(test_score("auroc"))),
-        "test MCC at arg-max": spread(argmax),
-        "dev MCC": spread(values(lambda m: m["dev"]["mcc"])),
-        "threshold": spread(values(threshold_score("threshold"))),
+        "test MCC": mean_and_spread(values(test_score("mcc"))),
+        "test AUROC": mean_and_spread(values(test_score("auroc"))),
+        "test MCC at arg-max": mean_and_spread(argmax),
+        "dev MCC": mean_and_spread(values(lambda m: m["dev"]["mcc"])),
+        "threshold": mean_and_spread(values(lambda m: threshold_summary(m).get("threshold"))),
         "strands": "/".join(sorted(strands)),
         "best step": mean(values(lambda m: m["best_step"])),
         "epochs": mean(values(lambda m: m["epochs_completed"])),
@@ -246,13 +244,6 @@ def scoring_share(metrics: dict) -> float | None:
     """Per cent of the run's wall time spent scoring dev during training."""
     scoring = metrics.get("dev_scoring_seconds")
     return None if scoring is None else 100 * scoring / metrics["wall_seconds"]
-
-
-def spread(values: list[float]) -> str | float | None:
-    """`mean ± sample standard deviation` over seeds; the value itself for one seed."""
-    if len(values) < 2:
-        return values[0] if values else None
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def mean(values: list[float]) -> float | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import html
-import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -18,7 +17,13 @@ from pipeline.errors import input_error
 from pipeline.finetune.train import PREDICTIONS_FILE
 from pipeline.report.baselines import reference_for
 from pipeline.report.figures import classification_figure, figure_png
-from pipeline.report.markup import fmt, key_value_table, metrics_table, read_json
+from pipeline.report.markup import (
+    fmt,
+    key_value_table,
+    mean_and_spread,
+    metrics_table,
+    read_json,
+)
 
 STOP_REASONS = {
     "budget": "time budget (--max-minutes) spent",
@@ -62,7 +67,8 @@ def _rows(
         spread = {}
         if seeds:
             mccs = [test.get("mcc"), *(seed_mccs.get(identity, []) if identity else [])]
-            spread = _seed_spread([m for m in mccs if m is not None])
+            mccs = [m for m in mccs if m is not None]
+            spread = {"seeds": len(mccs), "test MCC over seeds": mean_and_spread(mccs)}
         rows.append(
             {
                 "task": folder.name,
@@ -83,14 +89,6 @@ def _rows(
             }
         )
     return rows
-
-
-def _seed_spread(mccs: list[float]) -> dict:
-    """Mean ± sample standard deviation of the test MCC over the seeds run."""
-    text = f"{statistics.mean(mccs):.3f}" if mccs else None
-    if len(mccs) > 1:
-        text += f" ± {statistics.stdev(mccs):.3f}"
-    return {"seeds": len(mccs), "test MCC over seeds": text}
 
 
 def _whole(value: float | None) -> int | None:

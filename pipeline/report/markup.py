@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import json
 import math
+import statistics
+from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.errors import input_error
@@ -30,6 +32,14 @@ def fmt(value: object, pattern: str = "{:.3f}") -> str:
     if isinstance(value, int) or abs(value) >= 1000:
         return f"{value:,.0f}"
     return pattern.format(value)
+
+
+def mean_and_spread(values: Sequence[float]) -> str | float | None:
+    """`mean ± sample standard deviation` of runs with different seeds; the value itself for
+    one run, None for none."""
+    if len(values) < 2:
+        return values[0] if values else None
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def key_value_table(facts: dict[str, str], code: bool = False) -> str:
