@@ -71,6 +71,7 @@ class Trainer:
         self.config, self.out, self.ctx = config, out, ctx
         self.started = time.monotonic()
         self.stop_signal = False
+        self.time_done = 0.0  # share of train.max_minutes spent, the same on every rank
         self.model_config = config.model_config()
         self.corpus = Corpus(config.data, seed=config.seed)
         self.corpus.check_context(config.train.context, config.train.stream_windows)
@@ -80,7 +81,8 @@ class Trainer:
         self.model.gradient_checkpointing = config.train.activation_checkpointing
         self.optimizer = _adamw(self.model, config)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, config.optim, config.train.max_steps)
+            self.optimizer,
+            lambda s: lr_factor(s, config.optim, config.train.max_steps, self.time_done),
         )
         torch.manual_seed(config.seed + 1 + ctx.rank)  # dropout differs across ranks
         self.counters = Counters()
@@ -202,7 +204,13 @@ class Trainer:
     def _stop_request(self) -> str | None:
         minutes = self.config.train.max_minutes
         over = minutes is not None and time.monotonic() - self.started > 60 * minutes
-        flags = dist.all_reduce_sum(self.ctx, torch.tensor([float(self.stop_signal), float(over)]))
+        # rank 0's clock sets the schedule: ranks stepping at different rates would drift apart
+        wall = self._wall() if self.ctx.is_main else 0.0
+        flags = dist.all_reduce_sum(
+            self.ctx, torch.tensor([float(self.stop_signal), float(over), wall])
+        )
+        if minutes is not None:
+            self.time_done = float(flags[2]) / (60 * minutes)
         if flags[0] > 0:
             log.warning("SIGTERM: writing a checkpoint and stopping")
             return "sigterm"

@@ -18,12 +18,16 @@ from pipeline.optim import warmup_then_decay
 from pipeline.pretrain.config import OptimSection, TrainSection
 
 
-def lr_factor(step: int, optim: OptimSection, max_steps: int) -> float:
+def lr_factor(step: int, optim: OptimSection, max_steps: int, time_done: float = 0.0) -> float:
     """Multiplier of optim.lr for step `step` (0-based): linear warmup over warmup_steps, then
-    cosine decay reaching min_lr_ratio at the last step."""
-    return warmup_then_decay(
-        (step + 1) / max_steps, optim.warmup_steps / max_steps, floor=optim.min_lr_ratio
-    )
+    cosine decay reaching min_lr_ratio at the last step, or when the time budget ends if that
+    comes first: `time_done` is the fraction of train.max_minutes spent, which moves the decay
+    on as far as the steps do (a budget that stops the run at step 1,300 of 100,000 would
+    otherwise leave the learning rate at its peak to the end)."""
+    warmup, done = optim.warmup_steps / max_steps, (step + 1) / max_steps
+    if done >= warmup:  # the warmup counts steps only
+        done = max(done, warmup + min(time_done, 1.0) * (1.0 - warmup))
+    return warmup_then_decay(done, warmup, floor=optim.min_lr_ratio)
 
 
 def stage(step: int, train: TrainSection) -> tuple[int, int]:

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from pipeline.errors import PipelineError
-from pipeline.pretrain.config import DataSection, TrainSection
+from pipeline.pretrain.config import DataSection, OptimSection, TrainSection
 from pipeline.pretrain.data import Corpus, target_weights
-from pipeline.pretrain.schedule import stage, stream_position
+from pipeline.pretrain.schedule import lr_factor, stage, stream_position
 from pipeline.tokenstore import write_token_store
 from titans_dna.tokenizer import N_ID, SEP_ID, DNATokenizer
 
@@ -246,3 +246,13 @@ def test_planted_repeats_keep_a_stream_exact(lambda_store: Path) -> None:
     batches = [corpus.train_batch(0, 2, 64, range(2), (0, j, 4)) for j in range(4)]
     for before, after in itertools.pairwise(batches):
         assert torch.equal(after.inputs[:, 0], before.targets[:, -1])
+
+
+def test_lr_factor_follows_steps_or_the_time_budget_whichever_is_further() -> None:
+    optim = OptimSection(lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(4, optim, 100) == pytest.approx(0.5)
+    assert lr_factor(54, optim, 100) == pytest.approx(0.55)
+    assert lr_factor(99, optim, 100) == pytest.approx(0.1)
+    assert lr_factor(54, optim, 100, time_done=0.25) == pytest.approx(0.55)
+    assert lr_factor(20, optim, 100_000, time_done=0.5) == pytest.approx(0.55, abs=1e-4)
+    assert lr_factor(20, optim, 100_000, time_done=1.5) == pytest.approx(0.1)

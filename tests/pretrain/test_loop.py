@@ -215,3 +215,22 @@ def test_resume_inside_a_stream_replays_its_windows(
 def test_streams_need_aligned_contexts(lambda_store: Path) -> None:
     with pytest.raises(PipelineError, match="multiples of 64"):
         tiny_config([lambda_store], "train.stream_windows=2", "train.context=96")
+
+
+def test_learning_rate_decays_with_the_time_budget(
+    lambda_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A budget that ends the run long before train.max_steps still anneals the learning rate
+    to its floor by the end (a clock that advances one second per reading keeps this exact)."""
+    clock = iter(range(10**9))
+    monkeypatch.setattr("pipeline.pretrain.loop.time.monotonic", lambda: float(next(clock)))
+    config = tiny_config(
+        [lambda_store], "train.max_steps=100000", "train.max_minutes=2", "train.log_every=1"
+    )
+    summary = run_pretraining(config, tmp_path / "run", device="cpu")
+    lrs = [r["lr"] for r in _rows(tmp_path / "run") if "lr" in r]
+    assert summary["stopped_early"] and 5 < summary["steps"] < 100
+    floor = config.optim.lr * config.optim.min_lr_ratio
+    assert lrs[-1] < floor * 1.2
+    decaying = lrs[config.optim.warmup_steps :]
+    assert decaying == sorted(decaying, reverse=True)
