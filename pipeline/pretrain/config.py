@@ -93,6 +93,9 @@ class OptimSection:
     beta2: float = 0.95
     eps: float = 1e-8
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    # weights evaluated and saved: a moving average of the trained ones with this decay (0.99
+    # averages over about the last 100 steps); 0 keeps the last weights
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -189,6 +192,7 @@ def check_config(config: PretrainConfig, source: str) -> None:
         (o.warmup_steps >= 0 and o.weight_decay >= 0, "optim.warmup_steps/weight_decay >= 0"),
         (0.0 <= o.beta1 < 1.0 and 0.0 <= o.beta2 < 1.0, "optim.beta1/beta2 must be in [0, 1)"),
         (o.eps > 0 and o.grad_clip >= 0, "optim.eps must be > 0 and optim.grad_clip >= 0"),
+        (0.0 <= o.ema_decay < 1.0, "optim.ema_decay must be in [0, 1)"),
         (e.every >= 1 and e.batch_size >= 1, "eval.every and eval.batch_size must be >= 1"),
         (e.max_tokens >= 1, "eval.max_tokens must be >= 1"),
         (e.final_max_tokens is None or e.final_max_tokens >= 1, "eval.final_max_tokens >= 1"),

@@ -34,7 +34,7 @@ from pipeline.atomic import atomic_dir, atomic_file, check_output_parent
 from pipeline.device import autocast
 from pipeline.errors import PipelineError
 from pipeline.manifest import write_manifest
-from pipeline.optim import decay_groups
+from pipeline.optim import WeightAverage, decay_groups
 from pipeline.pretrain import checkpoint as ckpt
 from pipeline.pretrain import distributed as dist
 from pipeline.pretrain.config import PretrainConfig, save_config
@@ -80,6 +80,8 @@ class Trainer:
         self.model = TitansLM(self.model_config).to(ctx.device)
         self.model.gradient_checkpointing = config.train.activation_checkpointing
         self.optimizer = _adamw(self.model, config)
+        decay = config.optim.ema_decay
+        self.average = WeightAverage(self.model, decay) if decay else None
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda s: lr_factor(s, config.optim, config.train.max_steps, self.time_done),
@@ -120,6 +122,7 @@ class Trainer:
         load_weights(self.model, folder, map_location=str(self.ctx.device))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._restore_average(state.get("average"), folder)
         self.counters = Counters(**state["counters"])
         self._restore_sampler(state["sampler"], folder)
         rngs = state["rng"]
@@ -148,6 +151,20 @@ class Trainer:
         ]
         # resolved: the same stores named by another (relative) path are the same data
         return json.dumps([[str(p.resolve()) for p in self.corpus.paths], tracks])
+
+    def _restore_average(self, state: dict | None, folder: Path) -> None:
+        if self.average is None:
+            return
+        if state is None:  # a checkpoint of a run without averaging: start from its weights
+            log.warning("%s holds no weight average: it starts from the resumed weights", folder)
+            self.average = WeightAverage(self.model, self.config.optim.ema_decay)
+            return
+        try:
+            self.average.load_state_dict(state)
+        except (KeyError, ValueError) as error:
+            raise PipelineError(
+                f"{folder}: weight average does not fit the model ({error})"
+            ) from None
 
     # ----- training ----------------------------------------------------------------------------
 
@@ -244,6 +261,8 @@ class Trainer:
             )
         self.optimizer.step()
         self.scheduler.step()
+        if self.average is not None:
+            self.average.update()
         self.optimizer.zero_grad(set_to_none=True)
         nll_sum = float(dist.all_reduce_sum(self.ctx, torch.tensor([local_nll]))[0])
         loss = nll_sum / max(total_weight, 1.0)
@@ -372,12 +391,23 @@ class Trainer:
 
     # ----- evaluation --------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def evaluate(self, windows: list[Piece]) -> tuple[float, float, int] | None:
-        """(mean NLL in nats, bits per base, scored bases) over `windows`, all ranks together;
-        None when nothing is held out."""
+    def _averaged(self) -> contextlib.AbstractContextManager:
+        """The weights that are evaluated and saved: the moving average when there is one."""
+        return contextlib.nullcontext() if self.average is None else self.average.applied()
+
+    def evaluate(
+        self, windows: list[Piece], *, averaged: bool = True
+    ) -> tuple[float, float, int] | None:
+        """(mean NLL in nats, bits per base, scored bases) over `windows`, all ranks together,
+        with the weights that are saved (or the last trained ones: `averaged=False`); None when
+        nothing is held out."""
         if not windows:
             return None
+        with self._averaged() if averaged else contextlib.nullcontext():
+            return self._evaluate(windows)
+
+    @torch.no_grad()
+    def _evaluate(self, windows: list[Piece]) -> tuple[float, float, int]:
         self.model.eval()
         sums = torch.zeros(2, dtype=torch.float64)
         mine = windows[self.ctx.rank :: self.ctx.world_size]
@@ -403,6 +433,7 @@ class Trainer:
                 "counters": {**c.__dict__, "wall_seconds": self._wall()},
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
+                "average": None if self.average is None else self.average.state_dict(),
                 "sampler": {"seed": self.config.seed, "step": c.step, "layout": self._layout()},
                 "rng": rngs,
                 "world_size": self.ctx.world_size,
@@ -420,16 +451,29 @@ class Trainer:
         by_genome = self._evaluate_by_store(final_windows)
         val = pool_evaluations(list(by_genome.values()))
         self._log_row(val)
+        averaging = self._averaging_gain()
         summary = None
         if self.ctx.is_main:
             markov = self._markov(final_windows)
             summary = self._summary(val, markov, stopped_early)
+            summary["weight_average"] = averaging
             summary["val_bits_per_base_by_genome"] = {
                 name: part[1] for name, part in by_genome.items() if part is not None
             }
             self._write_final(summary, markov)
         dist.barrier(self.ctx)
         return dist.broadcast_object(self.ctx, summary)
+
+    def _averaging_gain(self) -> dict[str, float] | None:
+        """The moving average against the last weights, on the periodic evaluation's windows."""
+        if self.average is None or not self.val_windows:
+            return None
+        averaged, last = (self.evaluate(self.val_windows, averaged=a) for a in (True, False))
+        return {
+            "ema_decay": self.average.decay,
+            "eval_bits_per_base": averaged[1],
+            "eval_bits_per_base_last_weights": last[1],
+        }
 
     def _evaluate_by_store(self, windows: list[Piece]) -> dict[str, tuple | None]:
         """`evaluate` of each token store's held-out windows, by store file name (a genome)."""
@@ -483,7 +527,7 @@ class Trainer:
         return summary
 
     def _write_final(self, summary: dict[str, Any], markov: MarkovResult | None) -> None:
-        with atomic_dir(self.out / "model") as tmp:
+        with atomic_dir(self.out / "model") as tmp, self._averaged():
             self.model.save_pretrained(tmp)  # replaces `tmp` as a whole: write it first
             DNATokenizer().save(tmp / ckpt.TOKENIZER_FILE)
             write_manifest(tmp, (CONFIG_FILE, WEIGHTS_FILE, ckpt.TOKENIZER_FILE))

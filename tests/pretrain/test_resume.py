@@ -164,3 +164,24 @@ def test_resume_never_refuses_existing_checkpoints(
     summary = run_pretraining(config, tmp_path / "branch", resume=str(start), device="cpu")
     assert summary["steps"] == 10
     assert _rows(tmp_path / "branch")[0]["step"] == 6  # continued after step 4
+
+
+def test_resume_carries_the_weight_average(lambda_store: Path, tmp_path: Path) -> None:
+    """A run resumed from its step-8 checkpoint saves the same averaged weights as the run that
+    went straight through, and those are the average, not the last trained weights."""
+    sets = ("eval.markov_max_order=0", "optim.ema_decay=0.9")
+    straight = tmp_path / "straight"
+    summary = run_pretraining(tiny_config([lambda_store], *sets), straight, device="cpu")
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "step-00000012")
+    shutil.rmtree(resumed / "model")
+    (resumed / "summary.json").unlink()
+    run_pretraining(tiny_config([lambda_store], *sets), resumed, device="cpu")
+    want, got = _weights(straight / "model"), _weights(resumed / "model")
+    assert all(torch.allclose(got[k], want[k], rtol=1e-5, atol=1e-7) for k in want)
+    last = _weights(straight / "checkpoints" / "step-00000012")
+    assert any(not torch.allclose(last[k], want[k]) for k in want)
+    gain = summary["weight_average"]
+    assert gain["ema_decay"] == 0.9
+    assert gain["eval_bits_per_base"] != gain["eval_bits_per_base_last_weights"]
