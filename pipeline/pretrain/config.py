@@ -66,7 +66,9 @@ class TrainSection:
     batch_size: int = 8  # windows per optimizer step at the final context, over all ranks
     grad_accum: int = 1  # micro-batches per optimizer step
     max_steps: int = 1000
-    max_minutes: float | None = None  # stop early (with a checkpoint) after this wall time
+    # stop early (with a checkpoint) after this wall time; the learning rate then decays over
+    # the budget, reaching optim.min_lr_ratio at max_steps or max_minutes, whichever comes first
+    max_minutes: float | None = None
     seqlen_warmup_start: int | None = None  # first-stage context; doubles each stage up to context
     seqlen_warmup_steps: int = 0  # optimizer steps per sequence-length stage
     # consecutive windows each batch row reads from one stretch of sequence, the model state

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from pipeline.device import resolve_device
 from pipeline.errors import PipelineError
 
 log = logging.getLogger("pipeline")
@@ -76,17 +77,8 @@ def _env_int(name: str, default: int) -> int:
 
 
 def _pick_device(name: str, local_rank: int | None) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise PipelineError(
-            f"--device {name}: not a device (use auto, cpu, cuda or cuda:N)"
-        ) from None
+    device = resolve_device(name)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise PipelineError(f"--device {name}: no CUDA device is available (use --device cpu)")
         if local_rank is not None:
             device = torch.device("cuda", local_rank)
         elif device.index is None:
