@@ -6,9 +6,10 @@ augmentation and strand averaging are off for the run and in the saved model) an
 candidate, scored on dev like every later one.
 Training: AdamW (no weight decay on biases, norms and embeddings), gradient clipping, linear
 warmup then cosine (or linear) decay, length-bucketed batches, reverse-complement augmentation.
-The schedule runs on progress = max(step / planned steps, elapsed / deadline), so with a
-wall-clock budget the learning rate still decays to zero by its end. The deadline is the budget
-less the predicted time of the final dev and test scoring, so the whole run fits the budget.
+The schedule runs on progress = max(step / planned steps, share of the training time used), so
+with a wall-clock budget the learning rate still decays to zero by its end. The training time
+runs from the first step (after the probes) to the deadline: the budget less the predicted time
+of the final dev and test scoring, so the whole run fits the budget.
 Dev is scored (MCC, on strand-averaged probabilities unless oriented) after every epoch and, under
 a budget, every tenth of it, but never so often that scoring takes more than about a tenth of the
 run (EVAL_SHARE); the best dev MCC (ties broken by dev AUROC) selects the saved model and
@@ -106,6 +107,7 @@ class TrainingRun:
         self.budget = options.max_minutes * 60 if options.max_minutes else None
         self.step, self.epoch, self.start = 0, 0.0, started
         self.train_seconds = 0.0  # time inside training steps, to predict the next one
+        self.training_from: float | None = None  # elapsed seconds at the first training step
         self.best_score, self.best_state, self.best_record = (-math.inf, -math.inf), None, None
         self.best_dev_probabilities: np.ndarray | None = None
         self.stale, self.history = 0, []
@@ -128,10 +130,14 @@ class TrainingRun:
         return max(self.budget - reserve, self.budget / EVALS_PER_BUDGET)
 
     def progress(self) -> float:
+        """The schedule's position: the further of the steps done and the share of the training
+        time used, counted from the first step (the probes before it would otherwise spend the
+        warmup and much of the decay of a short budget)."""
         fraction = self.step / self.planned_steps
         deadline = self.deadline()
-        if deadline:
-            fraction = max(fraction, self.elapsed() / deadline)
+        if deadline and self.training_from is not None:
+            training_time = max(deadline - self.training_from, 1e-9)
+            fraction = max(fraction, (self.elapsed() - self.training_from) / training_time)
         return min(fraction, 1.0)
 
     def learning_rate(self) -> float:
@@ -276,6 +282,8 @@ def _train(run: TrainingRun) -> None:
 def _train_step(run: TrainingRun, train: LabelledSplit, batch: np.ndarray) -> float:
     model, options, device = run.model, run.options, run.device
     started = time.monotonic()
+    if run.training_from is None:
+        run.training_from = run.elapsed()
     model.train()
     sequences = [train.sequences[i] for i in batch]
     if options.rc_augment:

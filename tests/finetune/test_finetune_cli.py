@@ -275,6 +275,20 @@ def test_schedule_warms_up_then_decays() -> None:
     assert lr_factor(0.525, 0.05, "linear") == pytest.approx(0.5)
 
 
+def test_the_schedule_counts_from_the_first_training_step() -> None:
+    """Probes that took 80 s of a 2-minute budget leave the first step at the warmup's start
+    and the middle of the remaining training time at the middle of the schedule."""
+    from types import SimpleNamespace
+
+    options = train_module.FinetuneOptions(lr=1e-3, warmup=0.05, max_minutes=2)
+    run = SimpleNamespace(step=0, planned_steps=10_000, training_from=80.0, options=options)
+    run.deadline, run.elapsed = (lambda: 110.0), (lambda: 80.0)
+    run.progress = lambda: train_module.TrainingRun.progress(run)
+    assert train_module.TrainingRun.learning_rate(run) < 1e-5
+    run.elapsed = lambda: 95.0
+    assert run.progress() == pytest.approx(0.5)
+
+
 def test_the_budget_stops_training(gue_slice, tiny_lm_checkpoint: Path, tmp_path: Path) -> None:
     task = gue_slice("prom_core_all", train=64, dev=16, test=16)
     out = tmp_path / "run"

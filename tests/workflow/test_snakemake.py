@@ -74,7 +74,7 @@ def test_options_are_written_one_way_for_every_stage():
     assert result.returncode == 0, result.stdout
     pretrain = _rule_block(result.stdout, "pretrain")
     assert "--set train.max_minutes=3 --set train.batch_size=4" in pretrain
-    assert "--max-minutes 2" in _rule_block(result.stdout, "finetune")
+    assert "--max-minutes 4 --batch-size 32 --lr 0.002" in _rule_block(result.stdout, "finetune")
     assert "--contexts 512 2048 8192" in _rule_block(result.stdout, "long_context")
     # the report reads the run's configuration from a file, not from its command line
     report = _rule_block(result.stdout, "report")
