@@ -107,7 +107,7 @@ class TrainingRun:
         self.budget = options.max_minutes * 60 if options.max_minutes else None
         self.step, self.epoch, self.start = 0, 0.0, started
         self.train_seconds = 0.0  # time inside training steps, to predict the next one
-        self.training_from: float | None = None  # elapsed seconds at the first training step
+        self.training_from: float | None = None  # elapsed seconds when training began
         self.best_score, self.best_state, self.best_record = (-math.inf, -math.inf), None, None
         self.best_dev_probabilities: np.ndarray | None = None
         self.stale, self.history = 0, []
@@ -255,6 +255,7 @@ def _train(run: TrainingRun) -> None:
     lengths = np.array([len(s) for s in train.sequences], dtype=np.int64)
     progress = Progress(run.planned_steps, "fine-tune", "step")
     epochs_done = 0
+    run.training_from = run.elapsed()
     while run.stop_reason is None:
         batches = training_batches(lengths, options.batch_size, run.rng)
         for i, batch in enumerate(batches):
@@ -282,8 +283,6 @@ def _train(run: TrainingRun) -> None:
 def _train_step(run: TrainingRun, train: LabelledSplit, batch: np.ndarray) -> float:
     model, options, device = run.model, run.options, run.device
     started = time.monotonic()
-    if run.training_from is None:
-        run.training_from = run.elapsed()
     model.train()
     sequences = [train.sequences[i] for i in batch]
     if options.rc_augment:
